@@ -1,0 +1,1 @@
+"""Prefect flows and tasks: thin orchestration of ingestion, training and the orchestrator."""

@@ -1,0 +1,1 @@
+"""The Unified API v2 (FastAPI), its settings and the `automatrix` command line."""
