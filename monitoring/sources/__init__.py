@@ -1,0 +1,1 @@
+"""Where metric samples come from: the simulator, Prometheus and CSV files."""
