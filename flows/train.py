@@ -1,0 +1,222 @@
+"""The training flow: data, Optuna search, baselines, registration, and the promotion decision."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import mlflow
+from mlflow import MlflowClient
+from prefect import flow, get_run_logger, runtime, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from flows.ingest import store_engine
+from monitoring import progress
+from monitoring.neuroweaver import registry
+from monitoring.neuroweaver.labels import label_frame, samples_frame, xy
+from monitoring.neuroweaver.search import SearchResult, SearchSettings, log_baselines, run_search
+from monitoring.neuroweaver.training import (
+    Split,
+    TrainingDataError,
+    check_split,
+    labelled_rows_frame,
+    split_by_time,
+)
+from monitoring.store import read_samples
+from serving.settings import Settings, get_settings
+
+EXPERIMENT = "neuroweaver"
+
+
+@dataclass(frozen=True)
+class ParentRun:
+    experiment_id: str
+    run_id: str
+
+
+def configure_mlflow(settings: Settings) -> str:
+    """Points MLflow at the configured store; returns the experiment id (artifacts under mlruns/)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = (Path(settings.model_save_path).parent / "artifacts").resolve().as_uri()
+    try:
+        return str(client.create_experiment(EXPERIMENT, artifact_location=location))
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent training
+        return str(client.get_experiment_by_name(EXPERIMENT).experiment_id)  # type: ignore[union-attr]
+
+
+@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def load_frame(window_days: float, data: list[dict[str, Any]] | None) -> Any:
+    """Labelled rows given by the caller, or the store's last `window_days` labelled by the SLO rule."""
+    if data is not None:
+        return labelled_rows_frame(data)
+    engine = store_engine(get_settings().database_url)
+    since = datetime.now(UTC) - timedelta(days=window_days)
+    with Session(engine) as session:
+        samples = read_samples(session, start=since)
+    if not samples:
+        raise TrainingDataError(
+            f"the metric store has no samples in the last {window_days:g} days; ingest first"
+        )
+    return label_frame(samples_frame(samples))
+
+
+@task(cache_policy=NO_CACHE)
+def make_split(frame: Any) -> Split:
+    split = split_by_time(frame)
+    check_split(split)
+    return split
+
+
+@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def open_parent_run(trials: int, window_days: float, rows: int) -> ParentRun:
+    settings = get_settings()
+    experiment_id = configure_mlflow(settings)
+    name = f"training-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    run = MlflowClient().create_run(experiment_id, run_name=name, tags={"kind": "training"})
+    MlflowClient().log_batch(
+        run.info.run_id,
+        params=[
+            mlflow.entities.Param(k, str(v))
+            for k, v in {"trials": trials, "window_days": window_days, "rows": rows}.items()
+        ],
+    )
+    return ParentRun(experiment_id, run.info.run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def search(split: Split, settings: SearchSettings, parent: ParentRun, run_id: str) -> SearchResult:
+    reporter = progress.ThrottledReporter(store_engine(get_settings().database_url), run_id)
+    return run_search(split, settings, parent.experiment_id, parent.run_id, reporter)
+
+
+@task(cache_policy=NO_CACHE)
+def baselines(split: Split, parent: ParentRun) -> dict[str, float]:
+    return log_baselines(split, parent.experiment_id, parent.run_id)
+
+
+@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def register_best(result: SearchResult, split: Split, parent: ParentRun) -> str:
+    x_train, _ = xy(split.train)
+    with mlflow.start_run(run_id=parent.run_id):
+        return registry.register(result.model, get_settings().model_name, x_train)
+
+
+@task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def promote(version: str, split: Split, parent: ParentRun) -> registry.PromotionDecision:
+    settings = get_settings()
+    x_test, y_test = xy(split.test)
+    decision = registry.decide(settings.model_name, settings.model_alias, version, x_test, y_test)
+    registry.apply(decision, settings.model_name, settings.model_alias)
+    for key, value in decision.tags().items():
+        MlflowClient().set_tag(parent.run_id, key, value)
+    return decision
+
+
+def summary_markdown(
+    result: SearchResult, scores: dict[str, float], decision: registry.PromotionDecision
+) -> str:
+    lines = [
+        "# NeuroWeaver training",
+        f"- trials: {result.complete} complete, {result.pruned} pruned, {result.failed} failed",
+        f"- best validation MSE: {result.val_loss:.5f}",
+        f"- best parameters: `{result.params}`",
+        "",
+        "| model | test RMSE |",
+        "|---|---|",
+        f"| neuroweaver v{decision.new_version} | {decision.new_rmse:.5f} |",
+    ]
+    if decision.champion_rmse is not None:
+        lines.append(f"| champion v{decision.champion_version} | {decision.champion_rmse:.5f} |")
+    lines += [f"| baseline {name} | {value:.5f} |" for name, value in scores.items()]
+    verdict = "promoted to @champion" if decision.promoted else "kept as @challenger"
+    lines += ["", f"**Decision:** version {decision.new_version} {verdict}: {decision.reason}."]
+    return "\n".join(lines)
+
+
+def _finish(parent: ParentRun | None, status: str, metrics: dict[str, float]) -> None:
+    if parent is None:
+        return
+    client = MlflowClient()
+    for key, value in metrics.items():
+        client.log_metric(parent.run_id, key, value)
+    client.set_terminated(parent.run_id, status=status)
+
+
+@flow(name="neuroweaver-train", log_prints=True)
+def train_flow(
+    trials: Annotated[int, Field(ge=1, le=1000, description="Optuna trials for this worker")] = 20,
+    timeout_s: Annotated[
+        float, Field(gt=0, le=86_400, description="search time limit, seconds")
+    ] = 480.0,
+    window_days: Annotated[
+        float, Field(gt=0, le=365, description="days of store history to train on")
+    ] = 7.0,
+    max_epochs: Annotated[
+        int, Field(ge=1, le=500, description="upper bound of the searched epochs")
+    ] = 25,
+    data: list[dict[str, Any]] | None = None,
+    study_name: str | None = None,
+) -> dict[str, Any]:
+    """Search, register, and promote if better. `data` trains on given labelled rows instead of the store."""
+    settings = get_settings()
+    logger = get_run_logger()
+    run_id = uuid.uuid4().hex
+    engine = store_engine(settings.database_url)
+    progress.start(engine, run_id, trials, str(runtime.flow_run.id or "") or None)
+    parent: ParentRun | None = None
+    try:
+        split = make_split(load_frame(window_days, data))
+        parent = open_parent_run(
+            trials, window_days, len(split.train) + len(split.validation) + len(split.test)
+        )
+        search_settings = SearchSettings(
+            trials=trials,
+            timeout_s=timeout_s,
+            storage=settings.optuna_storage,
+            study_name=study_name or f"neuroweaver-{run_id[:12]}",
+            max_epochs=max_epochs,
+        )
+        result = search(split, search_settings, parent, run_id)
+        scores = baselines(split, parent)
+        version = register_best(result, split, parent)
+        decision = promote(version, split, parent)
+    except Exception as exc:
+        progress.update(engine, run_id, state="FAILED", message=str(exc)[:2000])
+        _finish(parent, "FAILED", {})
+        raise
+    metrics = {"best_val_loss": result.val_loss, "test_rmse_neuroweaver": decision.new_rmse}
+    metrics |= {f"test_rmse_{name}": value for name, value in scores.items()}
+    _finish(parent, "FINISHED", metrics)
+    progress.update(
+        engine,
+        run_id,
+        state="COMPLETED",
+        model_version=version,
+        best_loss=result.val_loss,
+        message=decision.reason,
+    )
+    create_markdown_artifact(
+        key="neuroweaver-training", markdown=summary_markdown(result, scores, decision)
+    )
+    logger.info("version %s: %s", version, decision.reason)
+    return {
+        "run_id": run_id,
+        "version": version,
+        "promoted": decision.promoted,
+        "reason": decision.reason,
+        "test_rmse": decision.new_rmse,
+        "baselines": scores,
+        "mlflow_run_id": parent.run_id,
+    }

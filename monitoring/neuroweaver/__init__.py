@@ -1,0 +1,1 @@
+"""NeuroWeaver: the model that predicts a service's performance score from its five metrics."""
