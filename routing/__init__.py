@@ -1,1 +1,63 @@
 """RelayCore: routing policies, circuit breakers and queues, as pure logic with injected clock, randomness and transport."""
+
+from routing.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
+from routing.endpoints import Endpoint, InvalidEndpoint, parse_endpoints
+from routing.errors import (
+    AllAttemptsFailed,
+    DeadlineExpired,
+    DuplicateEndpoint,
+    NoEndpointAvailable,
+    QueueFull,
+    RouterStopped,
+    RoutingError,
+    UnknownEndpoint,
+)
+from routing.policies import POLICY_NAMES, AdaptiveParams, Policy, UnknownPolicy, make_policy
+from routing.queue import PRIORITY_MAX, PRIORITY_MIN, PriorityQueue
+from routing.record import Observation
+from routing.retry import RetryBudget, RetryBudgetConfig
+from routing.router import (
+    DEFAULT_PRIORITY,
+    Router,
+    RouterConfig,
+    RouteResult,
+    Transport,
+    TransportResponse,
+)
+from routing.status import RouterStatus
+
+__all__ = [
+    "DEFAULT_PRIORITY",
+    "POLICY_NAMES",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "AdaptiveParams",
+    "AllAttemptsFailed",
+    "BreakerConfig",
+    "BreakerEvent",
+    "BreakerState",
+    "CircuitBreaker",
+    "DeadlineExpired",
+    "DuplicateEndpoint",
+    "Endpoint",
+    "InvalidEndpoint",
+    "NoEndpointAvailable",
+    "Observation",
+    "Policy",
+    "PriorityQueue",
+    "QueueFull",
+    "RetryBudget",
+    "RetryBudgetConfig",
+    "RouteResult",
+    "Router",
+    "RouterConfig",
+    "RouterStatus",
+    "RouterStopped",
+    "RoutingError",
+    "Transport",
+    "TransportResponse",
+    "UnknownEndpoint",
+    "UnknownPolicy",
+    "make_policy",
+    "parse_endpoints",
+]

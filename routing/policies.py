@@ -1,0 +1,246 @@
+"""Load-balancing policies: which endpoint, among those able to take a message, gets it.
+
+Every policy sees only candidates that already passed the router's filters (breaker, concurrency
+limit, not yet tried for this message), so a policy is only about preference. Randomness is
+injected as a ``random.Random`` so that choices are reproducible under a seed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from routing.endpoints import EndpointState
+from routing.windows import DecayingAverage
+
+POLICY_NAMES = ("round_robin", "least_request", "peak_ewma", "adaptive")
+
+
+class UnknownPolicy(ValueError):
+    """A policy name that is not one of POLICY_NAMES (HTTP 422)."""
+
+
+class Policy:
+    """Base policy: subclasses override ``choose`` and, if they learn, ``observe``."""
+
+    name = "policy"
+
+    def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
+        raise NotImplementedError
+
+    def observe(self, name: str, latency_s: float, failed: bool, now: float) -> None:
+        """Learn from one finished call; stateless policies ignore it."""
+
+    def cost(self, state: EndpointState, now: float) -> float | None:
+        """The policy's current cost for ``state`` (lower is better), if it has one."""
+        return None
+
+    def forget(self, name: str) -> None:
+        """Drop what was learnt about a removed endpoint."""
+
+
+def pick_two(n: int, rng: random.Random) -> tuple[int, int]:
+    """Two distinct indices in range(n), n >= 2, without building a list."""
+    i = rng.randrange(n)
+    j = rng.randrange(n - 1)
+    return i, j + (j >= i)
+
+
+class RoundRobin(Policy):
+    name = "round_robin"
+
+    def __init__(self) -> None:
+        self._turn = 0
+
+    def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
+        self._turn += 1
+        return candidates[self._turn % len(candidates)]
+
+
+class LeastRequest(Policy):
+    """Envoy's power of two choices: the less loaded of two random candidates."""
+
+    name = "least_request"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+
+    def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
+        if len(candidates) == 1:
+            return candidates[0]
+        i, j = pick_two(len(candidates), self._rng)
+        a, b = candidates[i], candidates[j]
+        return b if b.stats.in_flight < a.stats.in_flight else a
+
+
+class PeakEwma(Policy):
+    """Linkerd/Finagle peak EWMA: latency estimate that jumps to peaks, times (in-flight + 1)."""
+
+    name = "peak_ewma"
+    # Finagle's answer for an endpoint with requests pending and no latency yet: look costly,
+    # so that one probe goes there at a time until it answers.
+    UNKNOWN_PENALTY = 1e6
+
+    def __init__(self, rng: random.Random | None = None, decay_s: float = 10.0) -> None:
+        self._rng = rng or random.Random()
+        self._decay_s = decay_s
+        self._ewma: dict[str, DecayingAverage] = {}
+
+    def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
+        if len(candidates) == 1:
+            return candidates[0]
+        i, j = pick_two(len(candidates), self._rng)
+        a, b = candidates[i], candidates[j]
+        return b if self.cost(b, now) < self.cost(a, now) else a
+
+    def observe(self, name: str, latency_s: float, failed: bool, now: float) -> None:
+        avg = self._ewma.get(name)
+        if avg is None:
+            avg = self._ewma[name] = DecayingAverage(self._decay_s)
+        if latency_s > avg.value_towards(0.0, now):
+            avg.jump_to(latency_s, now)
+        else:
+            avg.add(latency_s, now)
+
+    def cost(self, state: EndpointState, now: float) -> float:
+        pending = state.stats.in_flight
+        avg = self._ewma.get(state.name)
+        if avg is None or avg.empty:
+            return self.UNKNOWN_PENALTY + pending if pending else 0.0
+        # Idle estimates decay towards zero so that a once-slow endpoint is tried again.
+        return avg.value_towards(0.0, now) * (pending + 1)
+
+    def forget(self, name: str) -> None:
+        self._ewma.pop(name, None)
+
+
+@dataclass(slots=True)
+class AdaptiveParams:
+    """Knobs of the adaptive policy; plain floats and ints so an Optuna search can set them."""
+
+    decay_s: float = 1.0  # time constant of the latency average
+    rise: float = 0.5  # share of the gap closed at once when a sample exceeds the average
+    stale_s: float = 5.0  # without samples, the estimate fades towards the best peer's over this
+    penalty_exponent: float = 3.0  # C3's cubic: queueing delay grows super-linearly with load
+    concurrency_hint: float = 4.0  # outstanding requests an endpoint absorbs before queueing
+    error_weight: float = 20.0  # a fully failing endpoint costs this many times more, plus one
+    error_decay_s: float = 5.0
+    hint_weight: float = 2.0  # cost multiplier added by a health score of 0
+    hint_ttl_s: float = 60.0  # a health hint's influence fades over this
+    sample_size: int = 2  # candidates compared per decision; >= 2, never all, to avoid herding
+
+    def __post_init__(self) -> None:
+        if self.sample_size < 2:
+            raise ValueError("sample_size must be at least 2")
+        if not 0.0 <= self.rise <= 1.0:
+            raise ValueError("rise must be in [0, 1]")
+
+
+@dataclass(slots=True)
+class _Learnt:
+    latency: DecayingAverage
+    errors: DecayingAverage
+
+
+class Adaptive(Policy):
+    """Expected-latency routing in the spirit of C3.
+
+    cost = latency estimate x (1 + (outstanding / hint) ^ exponent)
+                             x (1 + error_weight x recent error rate)
+                             x (1 + hint_weight x (1 - health score))
+    over a random sample of candidates; endpoints inside a Retry-After window are avoided
+    while any other candidate exists.
+    """
+
+    name = "adaptive"
+
+    def __init__(self, rng: random.Random | None = None, params: AdaptiveParams | None = None):
+        self._rng = rng or random.Random()
+        self.params = params or AdaptiveParams()
+        self._learnt: dict[str, _Learnt] = {}
+
+    def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
+        pool = [c for c in candidates if c.stats.retry_after_until <= now] or candidates
+        if len(pool) == 1:
+            return pool[0]
+        sample = self._sample(pool)
+        prior = self._best_latency(sample, now)
+        return min(sample, key=lambda s: self._cost(s, now, prior))
+
+    def _sample(self, pool: Sequence[EndpointState]) -> Sequence[EndpointState]:
+        k = self.params.sample_size
+        if len(pool) <= k:
+            return pool
+        if k == 2:
+            i, j = pick_two(len(pool), self._rng)
+            return (pool[i], pool[j])
+        return self._rng.sample(list(pool), k)
+
+    def _best_latency(self, sample: Sequence[EndpointState], now: float) -> float | None:
+        known = [
+            e.latency.value()
+            for e in (self._learnt.get(s.name) for s in sample)
+            if e is not None and not e.latency.empty
+        ]
+        return min(known) if known else None
+
+    def observe(self, name: str, latency_s: float, failed: bool, now: float) -> None:
+        learnt = self._learnt.get(name)
+        if learnt is None:
+            p = self.params
+            learnt = self._learnt[name] = _Learnt(
+                DecayingAverage(p.decay_s), DecayingAverage(p.error_decay_s)
+            )
+        learnt.errors.add(1.0 if failed else 0.0, now)
+        if not failed:  # a fast failure says nothing about how fast a success would be
+            self._add_latency(learnt.latency, latency_s, now)
+
+    def _add_latency(self, avg: DecayingAverage, sample: float, now: float) -> None:
+        current = avg.value(sample)
+        if sample > current:
+            avg.jump_to(current + self.params.rise * (sample - current), now)
+        avg.add(sample, now)
+
+    def cost(self, state: EndpointState, now: float) -> float:
+        return self._cost(state, now, None)
+
+    def _cost(self, state: EndpointState, now: float, prior: float | None) -> float:
+        p = self.params
+        learnt = self._learnt.get(state.name)
+        latency = self._latency(learnt, now, prior)
+        outstanding = state.stats.in_flight + state.stats.queued
+        cost = latency * (1.0 + (outstanding / p.concurrency_hint) ** p.penalty_exponent)
+        if learnt is not None:
+            cost *= 1.0 + p.error_weight * learnt.errors.value_towards(0.0, now)
+        return cost * (1.0 + p.hint_weight * state.stats.health_penalty(now, p.hint_ttl_s))
+
+    def _latency(self, learnt: _Learnt | None, now: float, prior: float | None) -> float:
+        if learnt is None or learnt.latency.empty:
+            return prior if prior is not None else 0.0
+        raw = learnt.latency.value()
+        if prior is None or raw <= prior:
+            return raw
+        # Knowledge without fresh samples fades towards the best peer's, so that an endpoint
+        # avoided after a slowdown gets probed again and its recovery is noticed.
+        age = now - learnt.latency.last_update
+        return prior + (raw - prior) * math.exp(-max(age, 0.0) / self.params.stale_s)
+
+    def forget(self, name: str) -> None:
+        self._learnt.pop(name, None)
+
+
+def make_policy(
+    name: str, rng: random.Random | None = None, params: AdaptiveParams | None = None
+) -> Policy:
+    """Build a policy by name: round_robin, least_request, peak_ewma or adaptive."""
+    if name == "round_robin":
+        return RoundRobin()
+    if name == "least_request":
+        return LeastRequest(rng)
+    if name == "peak_ewma":
+        return PeakEwma(rng)
+    if name == "adaptive":
+        return Adaptive(rng, params)
+    raise UnknownPolicy(f"unknown policy {name!r}; expected one of {', '.join(POLICY_NAMES)}")

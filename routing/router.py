@@ -1,0 +1,477 @@
+"""The RelayCore engine: picks an endpoint, forwards through an injected transport, retries
+elsewhere, queues by priority when every endpoint is busy, and keeps the statistics.
+
+Everything runs on one asyncio loop, so state needs no locks: each step between awaits is
+atomic. The clock must agree with the loop's time (``time.monotonic`` does, and so does the
+simulated loop in ``routing.simulation``), because waits are scheduled on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from routing.breaker import BreakerConfig, BreakerEvent, BreakerListener, CircuitBreaker
+from routing.endpoints import (
+    DEFAULT_MAX_CONCURRENCY,
+    Endpoint,
+    EndpointState,
+    EndpointStats,
+    StatsConfig,
+)
+from routing.errors import (
+    AllAttemptsFailed,
+    DeadlineExpired,
+    DuplicateEndpoint,
+    NoEndpointAvailable,
+    QueueFull,
+    RouterStopped,
+    UnknownEndpoint,
+)
+from routing.policies import AdaptiveParams, Policy, make_policy
+from routing.queue import PriorityQueue, QueuedItem, check_priority
+from routing.record import LatencyRecord, Observation, replay
+from routing.retry import RetryBudget, RetryBudgetConfig
+from routing.status import Counters, QueueStatus, RouterStatus, endpoint_status
+
+DEFAULT_PRIORITY = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TransportResponse:
+    status: int
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    latency: float | None = None  # seconds as the transport measured it; None: router's clock
+
+
+# transport(endpoint, payload, timeout_s) -> response; raising means the call failed.
+Transport = Callable[[Endpoint, Any, float], Awaitable[TransportResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    endpoint: str
+    status: int
+    body: Any
+    latency_ms: float
+    attempts: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RouterConfig:
+    max_attempts: int = 3
+    attempt_timeout_s: float = 10.0
+    default_deadline_s: float | None = 30.0
+    queue_capacity: int = 1000
+    aging_s: float = 1.0
+    record_size: int = 10_000
+    event_history: int = 100
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    retry: RetryBudgetConfig = field(default_factory=RetryBudgetConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    response: TransportResponse | None
+    error: str | None
+    latency_s: float
+
+    @property
+    def failed(self) -> bool:
+        r = self.response
+        return r is None or r.status >= 500 or r.status == 429
+
+
+_Waiter = asyncio.Future[EndpointState]
+
+
+class Router:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        policy: str | Policy = "adaptive",
+        config: RouterConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        adaptive_params: AdaptiveParams | None = None,
+    ) -> None:
+        self.config = config or RouterConfig()
+        self._transport = transport
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._adaptive_params = adaptive_params
+        self._states: dict[str, EndpointState] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._queue: PriorityQueue[_Waiter] = PriorityQueue(
+            self.config.queue_capacity, self.config.aging_s
+        )
+        self._budget = RetryBudget(self.config.retry)
+        self._record = LatencyRecord(self.config.record_size)
+        self._events: deque[BreakerEvent] = deque(maxlen=self.config.event_history)
+        self._listeners: list[BreakerListener] = []
+        self.counters = Counters()
+        self.running = True
+        self._policy = self._build_policy(policy)
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        url: str,
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        service: str | None = None,
+    ) -> Endpoint:
+        """Add an endpoint; raises InvalidEndpoint (bad URL) or DuplicateEndpoint."""
+        return self.add_endpoint(Endpoint(name, url, max_concurrency, service))
+
+    def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        if endpoint.name in self._states:
+            raise DuplicateEndpoint(f"endpoint {endpoint.name!r} is already registered")
+        self._states[endpoint.name] = EndpointState(endpoint, EndpointStats(self.config.stats))
+        self._breakers[endpoint.name] = CircuitBreaker(
+            endpoint.name, self.config.breaker, self._on_breaker_event
+        )
+        self._drain(self._clock())
+        return endpoint
+
+    def remove(self, name: str) -> Endpoint:
+        """Stop routing to ``name``; calls already in flight finish normally."""
+        state = self._state(name)
+        del self._states[name]
+        del self._breakers[name]
+        self._policy.forget(name)
+        self._record.forget(name)
+        return state.endpoint
+
+    def endpoint(self, name: str) -> Endpoint:
+        return self._state(name).endpoint
+
+    def endpoints(self) -> list[Endpoint]:
+        return [s.endpoint for s in self._states.values()]
+
+    def set_health(self, name: str, score: float) -> None:
+        """An outside health opinion in [0, 1], e.g. NeuroWeaver's score for its service."""
+        self._state(name).stats.set_health(score, self._clock())
+
+    def _state(self, name: str) -> EndpointState:
+        try:
+            return self._states[name]
+        except KeyError:
+            raise UnknownEndpoint(f"no endpoint named {name!r}") from None
+
+    # --- policy, lifecycle, observation ----------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def set_policy(self, policy: str | Policy) -> Policy:
+        """Switch policy; the new one learns from the recent record instead of starting blind."""
+        self._policy = self._build_policy(policy)
+        return self._policy
+
+    def set_adaptive_params(self, params: AdaptiveParams) -> None:
+        self._adaptive_params = params
+        if self._policy.name == "adaptive":
+            self.set_policy("adaptive")
+
+    def _build_policy(self, policy: str | Policy) -> Policy:
+        if isinstance(policy, str):
+            policy = make_policy(policy, self._rng, self._adaptive_params)
+        return replay(policy, self._record.observations())
+
+    def start(self) -> None:
+        self.running = True
+
+    def stop(self) -> None:
+        """Refuse new messages; those already queued or in flight still complete."""
+        self.running = False
+
+    def add_listener(self, listener: BreakerListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: BreakerListener) -> None:
+        self._listeners.remove(listener)
+
+    def recent_events(self) -> list[BreakerEvent]:
+        return list(self._events)
+
+    def observations(self) -> list[Observation]:
+        return self._record.observations()
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        self._state(name)
+        return self._breakers[name]
+
+    def _on_breaker_event(self, event: BreakerEvent) -> None:
+        self._events.append(event)
+        for listener in list(self._listeners):
+            listener(event)
+
+    def status(self) -> RouterStatus:
+        now = self._clock()
+        endpoints = [
+            endpoint_status(s, self._breakers[n], self._policy, now)
+            for n, s in self._states.items()
+        ]
+        q = self._queue
+        return RouterStatus(
+            running=self.running,
+            policy=self._policy.name,
+            endpoints=endpoints,
+            queue=QueueStatus(len(q), q.capacity, q.depth_by_priority()),
+            counters=dataclasses.replace(self.counters),
+            retry_budget_remaining=self._budget.remaining(now),
+            recent_events=list(self._events)[-20:],
+        )
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def send(
+        self, payload: Any, priority: int = DEFAULT_PRIORITY, deadline_s: float | None = None
+    ) -> RouteResult:
+        """Deliver ``payload`` to the best endpoint; ``deadline_s`` counts from now.
+
+        Raises RouterStopped or NoEndpointAvailable (503), QueueFull (429),
+        AllAttemptsFailed (502) or DeadlineExpired (504).
+        """
+        if not self.running:
+            self.counters.rejected += 1
+            raise RouterStopped("routing is stopped")
+        check_priority(priority)
+        now = self._clock()
+        deadline_s = self.config.default_deadline_s if deadline_s is None else deadline_s
+        deadline = None if deadline_s is None else now + deadline_s
+        state = await self._acquire(priority, now, deadline)
+        self._budget.record_request(now)
+        return await self._deliver(state, payload, deadline)
+
+    async def _acquire(self, priority: int, now: float, deadline: float | None) -> EndpointState:
+        self._drain(now)
+        # Arrivals go behind anyone already waiting, or priorities would mean nothing.
+        if not len(self._queue):
+            chosen = self._choose(now, ())
+            if chosen is not None:
+                self._dispatch(chosen, now)
+                return chosen
+        if not any(b.admits_traffic(now) for b in self._breakers.values()):
+            self.counters.rejected += 1
+            raise NoEndpointAvailable(self._unavailable_reason(), self._reopen_in(now))
+        return await self._wait_in_queue(priority, now, deadline)
+
+    def _unavailable_reason(self) -> str:
+        if not self._states:
+            return "no endpoint is registered"
+        return "every endpoint's circuit breaker is open"
+
+    def _reopen_in(self, now: float) -> float | None:
+        waits = [b.retry_after_s(now) for b in self._breakers.values()]
+        return min(waits) if waits else None
+
+    async def _wait_in_queue(
+        self, priority: int, now: float, deadline: float | None
+    ) -> EndpointState:
+        loop = asyncio.get_running_loop()
+        waiter: _Waiter = loop.create_future()
+        try:
+            item, removed = self._queue.push(waiter, priority, now, deadline)
+        except QueueFull:
+            self.counters.rejected += 1
+            raise
+        self._fail_removed(removed, now)
+        timer = None if deadline is None else loop.call_later(deadline - now, self._expire, item)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # The caller gave up; if a slot had already been handed over, give it back.
+            handed_over = waiter.done() and not waiter.cancelled() and not waiter.exception()
+            if not self._queue.remove(item) and handed_over:
+                self._give_back(waiter.result())
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, item: QueuedItem[_Waiter]) -> None:
+        if self._queue.remove(item) and not item.value.done():
+            self.counters.expired += 1
+            item.value.set_exception(DeadlineExpired("deadline passed while queued"))
+
+    def _fail_removed(self, removed: list[QueuedItem[_Waiter]], now: float) -> None:
+        for item in removed:
+            if item.value.done():
+                continue
+            if item.reason == "expired":
+                self.counters.expired += 1
+                item.value.set_exception(DeadlineExpired("deadline passed while queued"))
+            else:
+                self.counters.rejected += 1
+                retry = self._queue.retry_after_s(now)
+                item.value.set_exception(
+                    QueueFull("displaced by a more urgent message", retry_after=retry)
+                )
+
+    def _drain(self, now: float) -> None:
+        """Hand free slots to waiting messages, most urgent (after aging) first."""
+        while len(self._queue):
+            candidates = self._candidates(now, ())
+            if not candidates:
+                return
+            popped = self._queue.pop(now)
+            self._fail_removed(popped.expired, now)
+            item = popped.item
+            if item is None:
+                return
+            if item.value.done():  # its sender was cancelled a moment ago
+                continue
+            chosen = self._policy.choose(candidates, now)
+            self._dispatch(chosen, now)
+            item.value.set_result(chosen)
+
+    def _candidates(self, now: float, exclude: tuple[str, ...] | list[str]) -> list[EndpointState]:
+        return [
+            s
+            for name, s in self._states.items()
+            if s.has_capacity() and name not in exclude and self._breakers[name].can_dispatch(now)
+        ]
+
+    def _choose(self, now: float, exclude: tuple[str, ...] | list[str]) -> EndpointState | None:
+        candidates = self._candidates(now, exclude)
+        return self._policy.choose(candidates, now) if candidates else None
+
+    def _dispatch(self, state: EndpointState, now: float) -> None:
+        state.stats.begin()
+        breaker = self._breakers.get(state.name)
+        if breaker is not None:
+            breaker.on_dispatch(now)
+
+    def _give_back(self, state: EndpointState) -> None:
+        """Undo a dispatch whose call never happened or was abandoned by the caller."""
+        now = self._clock()
+        state.stats.in_flight = max(state.stats.in_flight - 1, 0)
+        breaker = self._breakers.get(state.name)
+        if breaker is not None:
+            breaker.on_abandon(now)
+        self._drain(now)
+
+    async def _deliver(
+        self, state: EndpointState, payload: Any, deadline: float | None
+    ) -> RouteResult:
+        tried: list[str] = []
+        while True:
+            outcome = await self._attempt(state, payload, deadline)
+            tried.append(state.name)
+            if not outcome.failed:
+                self.counters.routed += 1
+                return self._result(state, outcome, len(tried))
+            next_state = self._retry_target(tried, deadline)
+            if next_state is None:
+                raise self._failure(outcome, len(tried), deadline)
+            self.counters.retried += 1
+            state = next_state
+
+    def _retry_target(self, tried: list[str], deadline: float | None) -> EndpointState | None:
+        now = self._clock()
+        if deadline is not None and now >= deadline:
+            return None
+        if len(tried) >= self.config.max_attempts:
+            return None
+        chosen = self._choose(now, tried)  # never the same endpoint twice for one message
+        if chosen is None or not self._budget.try_withdraw(now):
+            return None
+        self._dispatch(chosen, now)
+        return chosen
+
+    def _failure(
+        self, outcome: _Outcome, attempts: int, deadline: float | None
+    ) -> AllAttemptsFailed | DeadlineExpired:
+        status = outcome.response.status if outcome.response is not None else None
+        reason = outcome.error or f"status {status}"
+        if deadline is not None and self._clock() >= deadline:
+            self.counters.expired += 1
+            return DeadlineExpired(f"deadline passed after {attempts} attempt(s); last: {reason}")
+        self.counters.failed += 1
+        return AllAttemptsFailed(
+            f"{attempts} attempt(s) failed; last: {reason}", attempts, status, outcome.error
+        )
+
+    def _result(self, state: EndpointState, outcome: _Outcome, attempts: int) -> RouteResult:
+        r = outcome.response
+        assert r is not None
+        return RouteResult(
+            state.name, r.status, r.body, outcome.latency_s * 1000.0, attempts, r.headers
+        )
+
+    async def _attempt(
+        self, state: EndpointState, payload: Any, deadline: float | None
+    ) -> _Outcome:
+        start = self._clock()
+        timeout = self.config.attempt_timeout_s
+        if deadline is not None:
+            timeout = min(timeout, deadline - start)
+        if timeout <= 0:
+            self._give_back(state)
+            self.counters.expired += 1
+            raise DeadlineExpired("deadline passed before the message could be sent")
+        try:
+            call = self._transport(state.endpoint, payload, timeout)
+            response = await asyncio.wait_for(call, timeout)
+        except asyncio.CancelledError:
+            self._give_back(state)
+            raise
+        except Exception as exc:  # whatever the transport raises, this endpoint failed
+            outcome = _Outcome(None, f"{type(exc).__name__}: {exc}", self._clock() - start)
+        else:
+            latency = response.latency
+            outcome = _Outcome(
+                response, None, self._clock() - start if latency is None else latency
+            )
+        self._finish(state, outcome)
+        return outcome
+
+    def _finish(self, state: EndpointState, outcome: _Outcome) -> None:
+        now = self._clock()
+        failed = outcome.failed
+        if outcome.response is not None:
+            self._read_headers(state, outcome.response.headers, now)
+        state.stats.finish(now, outcome.latency_s, failed)
+        breaker = self._breakers.get(state.name)
+        if breaker is not None:  # None once the endpoint was removed mid-call
+            breaker.record(now, failed, outcome.latency_s)
+            self._policy.observe(state.name, outcome.latency_s, failed, now)
+            self._record.add(Observation(now, state.name, outcome.latency_s, failed))
+        self._drain(now)
+
+    def _read_headers(self, state: EndpointState, headers: Mapping[str, str], now: float) -> None:
+        if not headers:
+            return
+        lowered = {k.lower(): v for k, v in headers.items()}
+        retry_after = _seconds(lowered.get("retry-after"))
+        if retry_after is not None:
+            state.stats.retry_after_until = now + retry_after
+        depth = _seconds(lowered.get("x-queue-depth"))
+        if depth is not None:
+            state.stats.queued = int(depth)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A non-negative number from a header; HTTP dates and junk are ignored."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number >= 0 else None

@@ -1,0 +1,84 @@
+import pytest
+
+from routing.endpoints import Endpoint, EndpointStats, InvalidEndpoint, parse_endpoints
+from routing.windows import BucketCounter, DecayingAverage, PercentileRing
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://h/x", "file:///etc/passwd", "javascript:alert(1)", "127.0.0.1:9001", ""]
+)
+def test_create_endpoint_rejects_non_http_url(url: str) -> None:
+    with pytest.raises(InvalidEndpoint, match="http"):
+        Endpoint("a", url)
+
+
+def test_create_endpoint_rejects_url_without_host() -> None:
+    with pytest.raises(InvalidEndpoint, match="no host"):
+        Endpoint("a", "http:///work")
+
+
+def test_create_endpoint_rejects_malformed_port() -> None:
+    with pytest.raises(InvalidEndpoint, match="malformed"):
+        Endpoint("a", "http://h:99999/x")
+
+
+def test_create_endpoint_accepts_http_and_https() -> None:
+    assert Endpoint("a", "https://h.example/x").url == "https://h.example/x"
+    assert Endpoint("b", "http://127.0.0.1:9001/work").name == "b"
+
+
+def test_create_endpoint_rejects_empty_name() -> None:
+    with pytest.raises(InvalidEndpoint, match="name"):
+        Endpoint(" ", "http://h/")
+
+
+def test_parse_endpoints_reads_name_url_pairs() -> None:
+    endpoints = parse_endpoints("a=http://127.0.0.1:9001/work, b=http://127.0.0.1:9002/work")
+    assert [(e.name, e.url) for e in endpoints] == [
+        ("a", "http://127.0.0.1:9001/work"),
+        ("b", "http://127.0.0.1:9002/work"),
+    ]
+
+
+def test_parse_endpoints_rejects_duplicate_names() -> None:
+    with pytest.raises(InvalidEndpoint, match="unique"):
+        parse_endpoints("a=http://h/1,a=http://h/2")
+
+
+def test_parse_endpoints_rejects_item_without_equals() -> None:
+    with pytest.raises(InvalidEndpoint, match="name=url"):
+        parse_endpoints("http://h/1")
+
+
+def test_finish_call_leaves_failures_out_of_latency() -> None:
+    stats = EndpointStats()
+    stats.begin()
+    stats.finish(0.0, 0.001, failed=True)
+    assert stats.latency.empty and stats.error_rate() == 1.0 and stats.in_flight == 0
+
+
+def test_percentile_ring_keeps_only_last_samples() -> None:
+    ring = PercentileRing(size=4)
+    for sample in [100.0, 1.0, 2.0, 3.0, 4.0]:
+        ring.add(sample)
+    assert len(ring) == 4 and ring.percentile(99) == 4.0 and ring.percentile(50) == 2.0
+
+
+def test_decaying_average_weights_samples_by_elapsed_time() -> None:
+    avg = DecayingAverage(tau=1.0)
+    avg.add(10.0, now=0.0)
+    avg.add(0.0, now=1.0)
+    assert avg.value() == pytest.approx(10.0 * 0.36788, rel=1e-4)
+
+
+def test_decaying_average_fades_towards_target_without_samples() -> None:
+    avg = DecayingAverage(tau=1.0)
+    avg.add(10.0, now=0.0)
+    assert avg.value_towards(2.0, now=100.0) == pytest.approx(2.0)
+
+
+def test_bucket_counter_forgets_events_outside_window() -> None:
+    counter = BucketCounter(window=10.0, buckets=10)
+    counter.add(0.5, 3)
+    counter.add(5.5, 2)
+    assert counter.total(9.9) == 5 and counter.total(10.5) == 2 and counter.total(30.0) == 0

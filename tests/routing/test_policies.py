@@ -1,0 +1,134 @@
+import random
+from collections import Counter
+
+import pytest
+
+from routing.policies import (
+    POLICY_NAMES,
+    Adaptive,
+    AdaptiveParams,
+    LeastRequest,
+    PeakEwma,
+    RoundRobin,
+    UnknownPolicy,
+    make_policy,
+)
+from tests.routing.conftest import state
+
+
+def test_choose_round_robin_cycles_through_candidates() -> None:
+    policy, pool = RoundRobin(), [state("a"), state("b"), state("c")]
+    assert [policy.choose(pool, 0.0).name for _ in range(6)] == ["b", "c", "a", "b", "c", "a"]
+
+
+def test_choose_least_request_prefers_fewer_in_flight() -> None:
+    policy = LeastRequest(random.Random(1))
+    assert policy.choose([state("busy", 5), state("idle", 0)], 0.0).name == "idle"
+
+
+def test_choose_least_request_samples_two_so_busiest_can_still_win_a_draw() -> None:
+    policy = LeastRequest(random.Random(1))
+    pool = [state("a", 3), state("b", 3), state("c", 9)]
+    chosen = Counter(policy.choose(pool, 0.0).name for _ in range(300))
+    assert chosen["c"] == 0 and chosen["a"] > 50 and chosen["b"] > 50
+
+
+def test_choose_least_request_is_reproducible_under_a_seed() -> None:
+    pool = [state(n) for n in "abcd"]
+    runs = [[LeastRequest(random.Random(3)).choose(pool, 0.0).name for _ in range(20)]]
+    runs.append([LeastRequest(random.Random(3)).choose(pool, 0.0).name for _ in range(20)])
+    assert runs[0] == runs[1]
+
+
+def test_choose_peak_ewma_avoids_endpoint_after_latency_peak() -> None:
+    policy = PeakEwma(random.Random(1))
+    for t in range(10):
+        policy.observe("a", 0.010, False, float(t))
+        policy.observe("b", 0.010, False, float(t))
+    policy.observe("b", 0.500, False, 10.0)
+    assert policy.choose([state("a"), state("b")], 10.0).name == "a"
+
+
+def test_choose_peak_ewma_multiplies_latency_by_pending_plus_one() -> None:
+    policy = PeakEwma(random.Random(1))
+    policy.observe("a", 0.010, False, 0.0)
+    policy.observe("b", 0.025, False, 0.0)
+    assert policy.choose([state("a", in_flight=2), state("b")], 0.0).name == "b"
+
+
+def _adaptive(**params: float) -> Adaptive:
+    return Adaptive(random.Random(1), AdaptiveParams(**params))  # type: ignore[arg-type]
+
+
+def test_choose_adaptive_prefers_faster_endpoint() -> None:
+    policy = _adaptive()
+    policy.observe("fast", 0.010, False, 0.0)
+    policy.observe("slow", 0.040, False, 0.0)
+    assert policy.choose([state("slow"), state("fast")], 0.0).name == "fast"
+
+
+def test_choose_adaptive_penalises_outstanding_work_superlinearly() -> None:
+    policy = _adaptive(concurrency_hint=2.0, penalty_exponent=3.0)
+    policy.observe("fast", 0.010, False, 0.0)
+    policy.observe("slow", 0.040, False, 0.0)
+    # fast: 10 ms x (1 + (6/2)^3) = 280 ms; slow and idle: 40 ms.
+    assert policy.choose([state("slow"), state("fast", in_flight=6)], 0.0).name == "slow"
+
+
+def test_choose_adaptive_avoids_endpoint_failing_fast() -> None:
+    policy = _adaptive()
+    for t in range(20):
+        policy.observe("ok", 0.020, False, t * 0.01)
+        policy.observe("broken", 0.0001, True, t * 0.01)
+    assert policy.choose([state("broken"), state("ok")], 0.2).name == "ok"
+
+
+def test_choose_adaptive_honours_retry_after() -> None:
+    policy = _adaptive()
+    policy.observe("fast", 0.010, False, 0.0)
+    policy.observe("slow", 0.040, False, 0.0)
+    fast = state("fast")
+    fast.stats.retry_after_until = 5.0
+    assert policy.choose([fast, state("slow")], 1.0).name == "slow"
+
+
+def test_choose_adaptive_avoids_endpoint_with_poor_health_hint() -> None:
+    policy = _adaptive(hint_weight=4.0)
+    policy.observe("a", 0.010, False, 0.0)
+    policy.observe("b", 0.012, False, 0.0)
+    a = state("a")
+    a.stats.set_health(0.1, now=0.0)
+    assert policy.choose([a, state("b")], 0.0).name == "b"
+
+
+def test_choose_adaptive_tries_again_an_endpoint_slow_long_ago() -> None:
+    policy = _adaptive(stale_s=1.0)
+    policy.observe("a", 0.010, False, 0.0)
+    policy.observe("b", 0.200, False, 0.0)
+    policy.observe("a", 0.010, False, 30.0)
+    # b's 200 ms is 30 time constants old: it now looks as good as a, and a is busy.
+    assert policy.choose([state("a", in_flight=1), state("b")], 30.0).name == "b"
+
+
+def test_choose_adaptive_compares_only_a_sample_so_routers_do_not_herd() -> None:
+    policy = _adaptive(sample_size=2)
+    for name in "abcdefgh":
+        policy.observe(name, 0.010 if name == "a" else 0.011, False, 0.0)
+    pool = [state(n) for n in "abcdefgh"]
+    chosen = Counter(policy.choose(pool, 0.0).name for _ in range(400))
+    assert 0.15 < chosen["a"] / 400 < 0.4 and len(chosen) == 8
+
+
+def test_create_adaptive_params_rejects_sample_of_one() -> None:
+    with pytest.raises(ValueError, match="sample_size"):
+        AdaptiveParams(sample_size=1)
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_make_policy_builds_each_named_policy(name: str) -> None:
+    assert make_policy(name, random.Random(0)).name == name
+
+
+def test_make_policy_rejects_unknown_name() -> None:
+    with pytest.raises(UnknownPolicy, match="random"):
+        make_policy("random")

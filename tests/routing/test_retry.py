@@ -1,0 +1,26 @@
+from routing.retry import RetryBudget, RetryBudgetConfig
+
+
+def _spend(budget: RetryBudget, now: float) -> int:
+    spent = 0
+    while budget.try_withdraw(now):
+        spent += 1
+    return spent
+
+
+def test_allow_minimum_retries_per_second_without_traffic() -> None:
+    budget = RetryBudget(RetryBudgetConfig(ratio=0.2, min_per_s=1.0, window_s=10.0))
+    assert _spend(budget, now=0.0) == 10
+
+
+def test_allow_retries_up_to_ratio_of_recent_requests() -> None:
+    budget = RetryBudget(RetryBudgetConfig(ratio=0.2, min_per_s=0.0, window_s=10.0))
+    for _ in range(50):
+        budget.record_request(0.0)
+    assert _spend(budget, now=1.0) == 10
+
+
+def test_refill_retry_budget_once_window_passes() -> None:
+    budget = RetryBudget(RetryBudgetConfig(ratio=0.0, min_per_s=0.5, window_s=10.0))
+    _spend(budget, now=0.0)
+    assert not budget.try_withdraw(5.0) and budget.try_withdraw(10.5)

@@ -1,0 +1,300 @@
+import asyncio
+
+import pytest
+
+from routing.breaker import BreakerConfig, BreakerEvent, BreakerState
+from routing.endpoints import InvalidEndpoint
+from routing.errors import (
+    AllAttemptsFailed,
+    DeadlineExpired,
+    DuplicateEndpoint,
+    NoEndpointAvailable,
+    QueueFull,
+    RouterStopped,
+    UnknownEndpoint,
+)
+from routing.retry import RetryBudgetConfig
+from tests.routing.conftest import FakeClock, FakeTransport, Reply, RouterFactory, run, settle
+
+
+def test_send_answers_with_endpoint_status_body_latency_and_attempts(
+    make_router: RouterFactory,
+) -> None:
+    router = make_router("a")
+    result = run(router.send({"x": 1}))
+    assert (result.endpoint, result.status, result.attempts) == ("a", 200, 1)
+    assert result.body == {"from": "a", "echo": {"x": 1}} and result.latency_ms == 10.0
+
+
+def test_send_retries_failed_message_on_another_endpoint(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b")
+    transport.replies["b"] = Reply(status=503)
+    result = run(router.send({}))  # round robin starts with b
+    assert transport.calls == ["b", "a"] and result.endpoint == "a" and result.attempts == 2
+    assert router.counters.retried == 1
+
+
+def test_send_never_retries_on_the_same_endpoint(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b", max_attempts=5)
+    transport.replies = {"a": Reply(status=500), "b": Reply(status=500)}
+    with pytest.raises(AllAttemptsFailed) as raised:
+        run(router.send({}))
+    assert sorted(transport.calls) == ["a", "b"] and raised.value.attempts == 2
+    assert raised.value.http_status == 502 and raised.value.last_status == 500
+
+
+def test_send_treats_transport_exception_as_failure(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a")
+    transport.replies["a"] = Reply(raises=ConnectionRefusedError("refused"))
+    with pytest.raises(AllAttemptsFailed, match="ConnectionRefusedError"):
+        run(router.send({}))
+
+
+def test_send_returns_client_error_without_retrying(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b")
+    transport.replies = {"a": Reply(status=404), "b": Reply(status=404)}
+    assert run(router.send({})).status == 404 and len(transport.calls) == 1
+
+
+def test_send_stops_retrying_once_budget_is_spent(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    budget = RetryBudgetConfig(ratio=0.0, min_per_s=0.1, window_s=10.0)  # one retry in all
+    router = make_router("a", "b", retry=budget, breaker=BreakerConfig(consecutive_failures=99))
+    transport.replies["b"] = Reply(status=503)
+    run(router.send({}))  # b fails, retried on a
+    with pytest.raises(AllAttemptsFailed):
+        run(router.send({}))  # round robin picks b again; no budget left
+    assert router.counters.retried == 1 and router.counters.failed == 1
+
+
+def test_send_without_endpoints_raises_no_endpoint_available(make_router: RouterFactory) -> None:
+    with pytest.raises(NoEndpointAvailable, match="no endpoint") as raised:
+        run(make_router().send({}))
+    assert raised.value.http_status == 503
+
+
+def test_send_with_every_breaker_open_raises_no_endpoint_available_with_retry_after(
+    make_router: RouterFactory, transport: FakeTransport, clock: FakeClock
+) -> None:
+    breaker = BreakerConfig(consecutive_failures=1, open_wait_s=4.0)
+    router = make_router("a", breaker=breaker, max_attempts=1)
+    transport.replies["a"] = Reply(status=500)
+    with pytest.raises(AllAttemptsFailed):
+        run(router.send({}))
+    clock.advance(1.0)
+    with pytest.raises(NoEndpointAvailable, match="breaker") as raised:
+        run(router.send({}))
+    assert raised.value.retry_after == 3.0
+
+
+def test_send_when_stopped_raises_router_stopped(make_router: RouterFactory) -> None:
+    router = make_router("a")
+    router.stop()
+    with pytest.raises(RouterStopped) as raised:
+        run(router.send({}))
+    assert raised.value.http_status == 503 and router.counters.rejected == 1
+
+
+def test_send_after_restart_is_routed_again(make_router: RouterFactory) -> None:
+    router = make_router("a")
+    router.stop()
+    router.start()
+    assert run(router.send({})).endpoint == "a"
+
+
+def test_send_rejects_priority_outside_zero_to_nine(make_router: RouterFactory) -> None:
+    with pytest.raises(ValueError, match="priority"):
+        run(make_router("a").send({}, priority=10))
+
+
+def test_register_rejects_non_http_url(make_router: RouterFactory) -> None:
+    router = make_router()
+    with pytest.raises(InvalidEndpoint, match="http"):
+        router.register("evil", "file:///etc/passwd")
+    assert router.endpoints() == []
+
+
+def test_register_rejects_duplicate_name(make_router: RouterFactory) -> None:
+    with pytest.raises(DuplicateEndpoint) as raised:
+        make_router("a").register("a", "http://h/other")
+    assert raised.value.http_status == 409
+
+
+def test_remove_unknown_endpoint_raises_unknown_endpoint(make_router: RouterFactory) -> None:
+    with pytest.raises(UnknownEndpoint, match="ghost") as raised:
+        make_router("a").remove("ghost")
+    assert raised.value.http_status == 404
+
+
+def test_send_after_removal_reaches_only_registered_endpoints(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b")
+    router.remove("b")
+    for _ in range(4):
+        run(router.send({}))
+    assert set(transport.calls) == {"a"}
+
+
+def test_send_queues_when_saturated_and_serves_most_urgent_first(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    async def scenario() -> list[str]:
+        router = make_router()
+        router.register("a", "http://h/a", max_concurrency=1)
+        gate, order = transport.hold("a"), []
+
+        async def send(tag: str, priority: int) -> None:
+            await router.send({"tag": tag}, priority=priority)
+            order.append(tag)
+
+        tasks = [asyncio.create_task(send("first", 5))]
+        await settle()
+        tasks += [asyncio.create_task(send(t, p)) for t, p in [("low", 1), ("high", 9)]]
+        await settle()
+        assert router.status().queue.by_priority[1] == 1
+        gate.set()
+        await asyncio.gather(*tasks)
+        return order
+
+    assert run(scenario()) == ["first", "high", "low"]
+
+
+def test_send_to_full_queue_raises_queue_full_with_retry_after(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    async def scenario() -> QueueFull:
+        router = make_router(queue_capacity=1)
+        router.register("a", "http://h/a", max_concurrency=1)
+        gate = transport.hold("a")
+        tasks = [asyncio.create_task(router.send({})) for _ in range(2)]
+        await settle()
+        with pytest.raises(QueueFull) as raised:
+            await router.send({})
+        gate.set()
+        await asyncio.gather(*tasks)
+        return raised.value
+
+    error = run(scenario())
+    assert error.http_status == 429 and error.retry_after is not None and error.retry_after > 0
+
+
+def test_send_displaced_low_priority_message_gets_queue_full(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    async def scenario() -> list[object]:
+        router = make_router(queue_capacity=1)
+        router.register("a", "http://h/a", max_concurrency=1)
+        gate = transport.hold("a")
+        busy = asyncio.create_task(router.send({}))
+        await settle()
+        low = asyncio.create_task(router.send({}, priority=0))
+        await settle()
+        high = asyncio.create_task(router.send({}, priority=9))
+        await settle()
+        gate.set()
+        return await asyncio.gather(busy, low, high, return_exceptions=True)
+
+    busy, low, high = run(scenario())
+    assert isinstance(low, QueueFull) and not isinstance(high, Exception)
+
+
+def test_send_expired_while_queued_is_answered_deadline_expired_and_never_sent(
+    make_router: RouterFactory, transport: FakeTransport, clock: FakeClock
+) -> None:
+    async def scenario() -> object:
+        router = make_router()
+        router.register("a", "http://h/a", max_concurrency=1)
+        gate = transport.hold("a")
+        busy = asyncio.create_task(router.send({"tag": "busy"}))
+        await settle()
+        late = asyncio.create_task(router.send({"tag": "late"}, deadline_s=0.5))
+        await settle()
+        clock.advance(1.0)
+        gate.set()
+        await busy
+        return (await asyncio.gather(late, return_exceptions=True))[0]
+
+    error = run(scenario())
+    assert isinstance(error, DeadlineExpired) and error.http_status == 504
+    assert transport.calls == ["a"]
+
+
+def test_report_breaker_changes_to_listener(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b", breaker=BreakerConfig(consecutive_failures=1))
+    events: list[BreakerEvent] = []
+    router.add_listener(events.append)
+    transport.replies["b"] = Reply(status=503)
+    run(router.send({}))
+    assert [(e.endpoint, e.new) for e in events] == [("b", BreakerState.OPEN)]
+    assert router.recent_events() == events
+
+
+def test_send_skips_endpoint_with_open_breaker(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b", breaker=BreakerConfig(consecutive_failures=1))
+    transport.replies["b"] = Reply(status=503)
+    for _ in range(5):
+        run(router.send({}))
+    assert transport.calls.count("b") == 1
+
+
+def test_send_honours_retry_after_header_under_adaptive(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b", policy="adaptive")
+    transport.replies["a"] = Reply(status=429, headers={"Retry-After": "30"})
+    for _ in range(10):
+        run(router.send({}))
+    assert transport.calls.count("a") == 1
+
+
+def test_status_reports_endpoints_queue_and_counters(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b", policy="adaptive")
+    transport.replies["b"] = Reply(latency=0.05)
+    for _ in range(6):
+        run(router.send({}))
+    status = router.status().as_dict()
+    a = next(e for e in status["endpoints"] if e["name"] == "a")
+    assert a["p50_ms"] == 10.0 and a["breaker"] == "closed" and a["score"] is not None
+    assert status["queue"]["by_priority"][9] == 0 and status["counters"]["routed"] == 6
+    assert status["policy"] == "adaptive" and status["running"] is True
+
+
+def test_record_observed_latencies_for_replay(make_router: RouterFactory) -> None:
+    router = make_router("a")
+    run(router.send({}))
+    (observation,) = router.observations()
+    assert (observation.endpoint, observation.latency_s, observation.failed) == ("a", 0.01, False)
+
+
+def test_set_policy_learns_from_recorded_latencies(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a", "b")
+    transport.replies["b"] = Reply(latency=0.2)
+    for _ in range(4):
+        run(router.send({}))
+    policy = router.set_policy("peak_ewma")
+    assert policy.name == "peak_ewma"
+    status = {e.name: e.score for e in router.status().endpoints}
+    assert status["a"] == pytest.approx(0.01, rel=0.01) and status["b"] == pytest.approx(0.2)
+
+
+def test_set_health_rejects_unknown_endpoint(make_router: RouterFactory) -> None:
+    with pytest.raises(UnknownEndpoint):
+        make_router("a").set_health("b", 0.5)
