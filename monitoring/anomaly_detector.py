@@ -1,0 +1,182 @@
+"""A streaming anomaly detector for one metric series.
+
+Each row is turned into a few features, each sensitive to one kind of anomaly:
+- novelty: how often the recent shape (the last few quantised values) has never been seen;
+- level: a short-term mean drifting from the long-term mean (shifts, ramps);
+- volatility: the recent size of row-to-row changes (bursts, spikes, flapping);
+- deviation: how far the value is from the long-term mean (outliers);
+- time of day: how far the smoothed value is from what this time of day usually looks like.
+
+A `TailCalibrator` per feature turns it into a surprise (-ln p) against that feature's own past,
+so the parameters adapt to each series without tuning. The row's surprise is the largest one,
+corrected for having looked at several features. An `OnsetGate` then keeps only the onset of an
+event: NAB (and an on-call engineer) rewards the first alert of an anomaly and charges every
+repeat outside it.
+
+Memory per series is bounded by the calibrators' windows and the novelty store, whatever the
+length of the series. Only rows up to the current one are ever used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from monitoring.anomaly_calibration import TailCalibrator
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The few structural constants; none of them is meant to be tuned per series."""
+
+    history: int = 4000  # rows each calibrator remembers (two weeks of 5-minute samples)
+    min_history: int = 60  # rows before a calibrator dares to call anything rare
+    fast_alpha: float = 0.25  # short-term mean: about the last 4 rows
+    slow_alpha: float = 1 / 64  # long-term mean: about the last 64 rows
+    volatility_alpha: float = 0.1
+    day_bins: int = 48  # half-hour slots of the day for the time-of-day profile
+    profile_alpha: float = 0.1
+    profile_min_visits: int = 3  # a slot must be seen a few times before it is an expectation
+    novelty_levels: float = 8.0  # about this many quantisation levels over the seen range
+    novelty_context: int = 3  # rows in a shape
+    novelty_alpha: float = 0.1
+    novelty_capacity: int = 4096  # shapes remembered, oldest forgotten first
+    onset_decay: float = 0.1  # surprise (nats) the onset gate forgets per row
+    onset_cap: float = 30.0  # so that one huge event does not mute the series for too long
+    score_scale: float = 10.0  # surprise that maps to a score of 1 - 1/e
+
+
+class ShapeNovelty:
+    """Rate at which the recent shape of the series is one never seen before."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self._config = config
+        self._low = math.inf
+        self._high = -math.inf
+        self._recent: list[int] = []
+        self._seen: dict[tuple[int, ...], None] = {}  # insertion-ordered: oldest evicted first
+        self.rate = 0.0
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def update(self, x: float) -> float:
+        novel = 1.0 if self._is_novel(x) else 0.0
+        self.rate += (novel - self.rate) * self._config.novelty_alpha
+        return self.rate
+
+    def _is_novel(self, x: float) -> bool:
+        self._low, self._high = min(self._low, x), max(self._high, x)
+        spread = self._high - self._low
+        if spread <= 0:
+            return False
+        # Bucket width is a power of two of the seen range, so it changes only when the range
+        # doubles; shapes learnt at one width stay valid until then.
+        exponent = math.floor(math.log2(spread / self._config.novelty_levels))
+        self._recent.append(math.floor(x / 2.0**exponent))
+        if len(self._recent) > self._config.novelty_context:
+            del self._recent[0]
+        return self._remember((exponent, *self._recent))
+
+    def _remember(self, shape: tuple[int, ...]) -> bool:
+        if shape in self._seen:
+            return False
+        self._seen[shape] = None
+        if len(self._seen) > self._config.novelty_capacity:
+            del self._seen[next(iter(self._seen))]
+        return True
+
+
+class DailyProfile:
+    """Smoothed value expected at each time of day, learnt from the days seen so far."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self._config = config
+        self._mean = [0.0] * config.day_bins
+        self._visits = [0] * config.day_bins
+
+    def deviation(self, x: float, timestamp: float | None) -> float:
+        """|x - expected| for this slot (0 while unknown), then learn x. Timestamps may repeat."""
+        if timestamp is None:
+            return 0.0
+        slot = int((timestamp % SECONDS_PER_DAY) / SECONDS_PER_DAY * self._config.day_bins)
+        visits = self._visits[slot]
+        known = visits >= self._config.profile_min_visits
+        out = abs(x - self._mean[slot]) if known else 0.0
+        alpha = 1.0 if visits == 0 else self._config.profile_alpha
+        self._mean[slot] += (x - self._mean[slot]) * alpha
+        self._visits[slot] = visits + 1
+        return out
+
+
+class OnsetGate:
+    """Passes a surprise only when it beats the recent record, which decays row by row."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self._config = config
+        self._record = 0.0
+
+    def update(self, surprise: float) -> float:
+        record = self._record
+        self._record = max(surprise, min(record, self._config.onset_cap) - self._config.onset_decay)
+        return surprise if surprise > record else 0.0
+
+
+def surprise_to_score(surprise: float, scale: float) -> float:
+    """Monotone map of surprise (nats, >= 0) into [0, 1)."""
+    return 1.0 - math.exp(-surprise / scale)
+
+
+class MetricAnomalyDetector:
+    """Streaming detector for one series: `update(value, timestamp)` returns a score in [0, 1]."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        cfg = self.config
+        self.rows = 0
+        self._fast = self._slow = self._volatility = 0.0
+        self._previous: float | None = None
+        self._novelty = ShapeNovelty(cfg)
+        self._profile = DailyProfile(cfg)
+        self._calibrators = [TailCalibrator(cfg.history, cfg.min_history) for _ in range(5)]
+        self._gate = OnsetGate(cfg)
+        self.last_surprise = 0.0  # before the onset gate, for combining metrics of one service
+
+    def update(self, value: float, timestamp: float | None = None) -> float:
+        """Score one row from this row and the ones before it; timestamp in epoch seconds."""
+        if not math.isfinite(value):
+            raise ValueError(f"value must be finite, got {value}")
+        surprises = [
+            calibrator.surprise(feature)
+            for calibrator, feature in zip(
+                self._calibrators, self._features(value, timestamp), strict=True
+            )
+        ]
+        # The best of k features is surprising by chance k times as often (Bonferroni).
+        self.last_surprise = max(0.0, max(surprises) - math.log(len(surprises)))
+        self.rows += 1
+        return surprise_to_score(self._gate.update(self.last_surprise), self.config.score_scale)
+
+    def _features(self, x: float, timestamp: float | None) -> tuple[float, ...]:
+        cfg = self.config
+        if self._previous is None:
+            self._previous = self._fast = self._slow = x
+        self._volatility += (abs(x - self._previous) - self._volatility) * cfg.volatility_alpha
+        self._previous = x
+        self._fast += (x - self._fast) * cfg.fast_alpha
+        self._slow += (x - self._slow) * cfg.slow_alpha
+        return (
+            self._novelty.update(x),
+            abs(self._fast - self._slow),
+            self._volatility,
+            abs(x - self._slow),
+            self._profile.deviation(self._fast, timestamp),
+        )
+
+    def buffer_sizes(self) -> dict[str, int]:
+        """Sizes of the structures that grow with history, to check that they stay capped."""
+        sizes = {f"calibrator_{i}": len(c) for i, c in enumerate(self._calibrators)}
+        sizes["novelty_shapes"] = len(self._novelty)
+        return sizes
