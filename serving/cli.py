@@ -89,6 +89,22 @@ def serve(
                 port=port or settings.api_port, workers=workers, log_level="info")
 
 
+@app.command()
+def detect(
+    inputs: Annotated[list[Path], typer.Argument(help="timestamp,value CSV files")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="where DIR/<name>.csv is written")],
+) -> None:
+    """Anomaly scores in [0, 1] for each row, computed from that row and the ones before it only."""
+    from monitoring.detect_csv import DetectInputError, detect_files
+
+    try:
+        written = detect_files(list(inputs), output_dir)
+    except DetectInputError as exc:
+        _fail(str(exc))
+    for path in written:
+        typer.echo(str(path))
+
+
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     try:
         body = json.loads(path.read_text())
