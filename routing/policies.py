@@ -124,12 +124,12 @@ class AdaptiveParams:
     rise: float = 0.5  # share of the gap closed at once when a sample exceeds the average
     stale_s: float = 5.0  # without samples, the estimate fades towards the best peer's over this
     penalty_exponent: float = 3.0  # C3's cubic: queueing delay grows super-linearly with load
-    concurrency_hint: float = 4.0  # outstanding requests an endpoint absorbs before queueing
+    concurrency_hint: float = 8.0  # outstanding requests an endpoint absorbs before queueing
     error_weight: float = 20.0  # a fully failing endpoint costs this many times more, plus one
     error_decay_s: float = 5.0
     hint_weight: float = 2.0  # cost multiplier added by a health score of 0
     hint_ttl_s: float = 60.0  # a health hint's influence fades over this
-    sample_size: int = 2  # candidates compared per decision; >= 2, never all, to avoid herding
+    sample_size: int = 3  # candidates compared per decision; >= 2, never all, to avoid herding
 
     def __post_init__(self) -> None:
         if self.sample_size < 2:
