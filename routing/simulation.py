@@ -55,7 +55,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         super().__init__()
         self._virtual_now = 0.0
-        self._selector = _VirtualSelector(self._selector, self)  # type: ignore[has-type]
+        inner: selectors.BaseSelector = self._selector  # type: ignore[has-type]
+        self._selector = _VirtualSelector(inner, self)
 
     def time(self) -> float:
         return self._virtual_now
@@ -107,7 +108,8 @@ def poisson_arrivals(
     levels = [p for p, _ in priorities]
     weights = [w for _, w in priorities]
     peak = max(rate(duration_s * i / 1000) for i in range(1001))
-    out, t = [], 0.0
+    out: list[tuple[float, int]] = []
+    t = 0.0
     while True:
         t += rng.expovariate(peak)  # thinning: draw at the peak rate, keep with rate(t)/peak
         if t >= duration_s:
