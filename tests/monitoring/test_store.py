@@ -1,0 +1,106 @@
+"""The metric store: idempotent bulk upserts, rejection with reasons, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from monitoring import ingestion, migrate
+from monitoring.sources.simulator import simulate
+from monitoring.store import count_samples, make_engine, read_samples
+
+START = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _engine(url: str) -> Engine:
+    migrate.upgrade(url)
+    return make_engine(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = _engine(url)
+    yield store
+    store.dispose()
+
+
+def _good(service: str = "api", minute: int = 0, **overrides: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "service": service, "timestamp": START + timedelta(minutes=minute), "cpu_usage": 50.0,
+        "memory_usage": 60.0, "network_latency": 120.0, "error_rate": 0.5, "request_count": 900.0,
+    }
+    return row | overrides
+
+
+def test_ingest_same_window_twice_keeps_one_copy(engine: Engine) -> None:
+    window = simulate(START, START + timedelta(hours=6), services=["api", "db"])
+    ingestion.store_batch(engine, window.samples)
+    ingestion.store_batch(engine, window.samples)
+    with Session(engine) as session:
+        assert count_samples(session) == len(window.samples) == 2 * 6 * 60
+
+
+def test_upsert_sample_overwrites_values_for_same_service_and_time(engine: Engine) -> None:
+    ingestion.store_batch(engine, [_good(cpu_usage=10.0)])
+    ingestion.store_batch(engine, [_good(cpu_usage=90.0)])
+    with Session(engine) as session:
+        [sample] = read_samples(session)
+    assert sample.cpu_usage == 90.0
+    assert sample.timestamp == START
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("cpu_usage", float("nan"), "cpu_usage must be finite"),
+        ("memory_usage", float("inf"), "memory_usage must be finite"),
+        ("request_count", -1.0, "request_count=-1.0 is outside"),
+        ("error_rate", 101.0, "error_rate=101.0 is outside"),
+        ("network_latency", None, "network_latency is missing"),
+        ("cpu_usage", "high", "cpu_usage must be a number"),
+    ],
+)
+def test_store_batch_rejects_bad_sample_with_reason_and_keeps_the_rest(
+    engine: Engine, field: str, value: object, reason: str
+) -> None:
+    rows = [_good(minute=0), _good(minute=1, **{field: value}), _good(minute=2)]
+    report = ingestion.store_batch(engine, rows)
+    assert (report.accepted, report.rejected) == (2, 1)
+    assert report.reasons[0].startswith("row 1: ") and reason in report.reasons[0]
+    with Session(engine) as session:
+        assert count_samples(session) == 2
+
+
+def test_store_batch_rejects_naive_or_unparsable_timestamp_only_for_that_row(engine: Engine) -> None:
+    report = ingestion.store_batch(engine, [_good(timestamp="yesterday"), _good(minute=3)])
+    assert report.rejected == 1 and "yesterday" in report.reasons[0]
+
+
+def test_read_samples_returns_aware_utc_timestamps(engine: Engine) -> None:
+    ingestion.store_batch(engine, [_good(timestamp="2026-03-02T01:00:00+02:00")])
+    with Session(engine) as session:
+        [sample] = read_samples(session)
+    assert sample.timestamp == datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
+
+
+def test_sqlite_store_uses_write_ahead_logging(tmp_path) -> None:
+    store = _engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    with store.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_migrations_run_twice_without_error(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'twice.db'}"
+    migrate.upgrade(url)
+    migrate.upgrade(url)
+    with make_engine(url).connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
