@@ -1,0 +1,191 @@
+"""Capacity forecasting per series: MSTL seasonal decomposition with an AutoETS trend.
+
+Service metrics carry a daily cycle and often a weekly one; MSTL peels off each cycle with
+LOESS and lets AutoETS forecast what is left, which beats a hand-written seasonal model and
+keeps one forecast well under a second for a week of 5-minute points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from statsforecast.models import MSTL, AutoETS
+
+DAY = pd.Timedelta(days=1)
+WEEK = pd.Timedelta(days=7)
+LEVELS: tuple[int, ...] = (80, 95)
+# Four weekly cycles are plenty for LOESS and keep the fit fast on 1-minute data.
+MAX_HISTORY = pd.Timedelta(days=28)
+# Caps the fit's cost on fine-grained data (4 weeks of 5-minute points).
+MAX_POINTS = 8064
+# LOESS evaluated every n-th point and interpolated between: ~4x faster at the same accuracy.
+LOESS_POINTS_PER_CYCLE = 10
+# Calibration may narrow or widen native intervals, within reason: one day is a small sample.
+SCALE_BOUNDS = (0.5, 3.0)
+# Cycles of history needed before a seasonal component can be estimated at all.
+MIN_CYCLES = 2
+
+
+class InsufficientHistory(ValueError):
+    """The series is too short to estimate its daily cycle."""
+
+    def __init__(self, needed: int, got: int, step: pd.Timedelta) -> None:
+        self.needed, self.got, self.step = needed, got, step
+        super().__init__(
+            f"forecasting needs at least {needed} points of {step} "
+            f"({needed * step}, {MIN_CYCLES} daily cycles); got {got}"
+        )
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A point forecast with its prediction intervals, one value per future step."""
+
+    index: pd.DatetimeIndex
+    mean: np.ndarray
+    lower: dict[int, np.ndarray]
+    upper: dict[int, np.ndarray]
+    step: pd.Timedelta
+    season_lengths: tuple[int, ...]
+    model: str = "MSTL+AutoETS"
+    history_points: int = field(default=0)
+
+    def bound(self, kind: Literal["mean", "lower", "upper"], level: int = 95) -> np.ndarray:
+        if kind == "mean":
+            return self.mean
+        return (self.lower if kind == "lower" else self.upper)[level]
+
+    def value_at(
+        self, when: pd.Timestamp, kind: Literal["mean", "lower", "upper"] = "mean", level: int = 95
+    ) -> float:
+        """The forecast at the last step not after `when` (the first step if before it)."""
+        pos = int(self.index.searchsorted(when, side="right")) - 1
+        pos = min(max(pos, 0), len(self.index) - 1)
+        return float(self.bound(kind, level)[pos])
+
+    def to_frame(self) -> pd.DataFrame:
+        cols: dict[str, np.ndarray] = {"mean": self.mean}
+        for lv in sorted(self.lower):
+            cols[f"lo-{lv}"], cols[f"hi-{lv}"] = self.lower[lv], self.upper[lv]
+        return pd.DataFrame(cols, index=self.index)
+
+
+@dataclass(frozen=True)
+class ThresholdCrossing:
+    """When a forecast first reaches a capacity threshold.
+
+    `expected_at` is when the point forecast reaches it; `possible_at` when the upper bound of
+    the interval does (the earliest plausible time). Either may be None, not both.
+    """
+
+    threshold: float
+    expected_at: pd.Timestamp | None
+    possible_at: pd.Timestamp | None
+    level: int
+
+
+def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:
+    if len(index) < 2:
+        raise InsufficientHistory(needed=2, got=len(index), step=pd.Timedelta(0))
+    return pd.Timedelta(np.median(np.diff(index.asi8)), unit="ns")
+
+
+def season_lengths_for(step: pd.Timedelta, n_points: int) -> tuple[int, ...]:
+    """The daily and weekly cycles (in steps) that the history covers at least twice."""
+    seasons = [int(round(span / step)) for span in (DAY, WEEK)]
+    return tuple(s for s in seasons if s >= 2 and n_points >= MIN_CYCLES * s)
+
+
+def prepare_history(series: pd.Series) -> tuple[np.ndarray, pd.Timedelta]:
+    """Regular, gap-free float values over at most MAX_HISTORY, and the series' step."""
+    series = series.sort_index()
+    step = infer_step(pd.DatetimeIndex(series.index))
+    regular = series.resample(step).mean()
+    regular = regular[regular.index > regular.index[-1] - MAX_HISTORY].iloc[-MAX_POINTS:]
+    # Short outages in scraping leave gaps; interpolating keeps the cycles aligned.
+    values = regular.astype(float).interpolate(limit_direction="both").to_numpy()
+    return values, step
+
+
+def fit_predict(
+    values: np.ndarray, seasons: tuple[int, ...], horizon: int, levels: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    jump = max(1, seasons[0] // LOESS_POINTS_PER_CYCLE)
+    model = MSTL(
+        season_length=list(seasons),
+        trend_forecaster=AutoETS(model="ZZN"),
+        stl_kwargs={"seasonal_jump": jump, "trend_jump": jump, "low_pass_jump": jump},
+    )
+    out = model.fit(values).predict(h=horizon, level=list(levels))
+    return {key: np.asarray(col, dtype=float) for key, col in out.items()}
+
+
+def interval_scales(
+    values: np.ndarray, seasons: tuple[int, ...], levels: tuple[int, ...]
+) -> dict[int, float]:
+    """How much to widen (or narrow) each native interval so it covers the last held-out day.
+
+    MSTL's intervals come from the trend model alone: the seasonal estimate's own error is
+    left out, so they run narrow on noisy cycles and wide on smooth ones. One extra fit on
+    the history minus its last day measures the real width needed (a split-conformal check).
+    """
+    day = seasons[0]
+    held = values[:-day]
+    usable = tuple(s for s in seasons if len(held) >= MIN_CYCLES * s)
+    if not usable:
+        return {lv: 1.0 for lv in levels}
+    out = fit_predict(held, usable, day, levels)
+    errors = np.abs(values[-day:] - out["mean"])
+    scales = {}
+    for lv in levels:
+        half = np.maximum((out[f"hi-{lv}"] - out[f"lo-{lv}"]) / 2, 1e-12)
+        scales[lv] = float(np.clip(np.quantile(errors / half, lv / 100), *SCALE_BOUNDS))
+    return scales
+
+
+def forecast_capacity(
+    series: pd.Series, horizon: int, levels: tuple[int, ...] = LEVELS
+) -> Forecast:
+    """Forecast `horizon` steps of a regularly sampled series with a DatetimeIndex.
+
+    Raises InsufficientHistory when the series holds fewer than two daily cycles.
+    """
+    values, step = prepare_history(series)
+    seasons = season_lengths_for(step, len(values))
+    if not seasons or not np.isfinite(values).all():
+        needed = MIN_CYCLES * int(round(DAY / step))
+        raise InsufficientHistory(needed=needed, got=len(values), step=step)
+    out = fit_predict(values, seasons, horizon, levels)
+    scales = interval_scales(values, seasons, levels)
+    mean = out["mean"]
+    half = {lv: scales[lv] * (out[f"hi-{lv}"] - out[f"lo-{lv}"]) / 2 for lv in levels}
+    return Forecast(
+        index=pd.date_range(series.index.max() + step, periods=horizon, freq=step),
+        mean=mean,
+        lower={lv: mean - half[lv] for lv in levels},
+        upper={lv: mean + half[lv] for lv in levels},
+        step=step,
+        season_lengths=seasons,
+        history_points=len(values),
+    )
+
+
+def first_at_or_above(
+    forecast: Forecast, values: np.ndarray, threshold: float
+) -> pd.Timestamp | None:
+    hits = np.flatnonzero(values >= threshold)
+    return forecast.index[hits[0]] if hits.size else None
+
+
+def threshold_crossing(
+    forecast: Forecast, threshold: float, level: int = 95
+) -> ThresholdCrossing | None:
+    """The first time the point forecast or its upper bound reaches `threshold`, or None."""
+    expected = first_at_or_above(forecast, forecast.mean, threshold)
+    possible = first_at_or_above(forecast, forecast.upper[level], threshold)
+    if expected is None and possible is None:
+        return None
+    return ThresholdCrossing(threshold, expected, possible, level)
