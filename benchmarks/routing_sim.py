@@ -167,6 +167,10 @@ def main() -> None:
             _print_burst(results)
         for label, ok in _checks(scenario.name, results, unloaded):
             verdicts.append((scenario.name, label, ok))
+        if scenario.focus is not None:
+            windowed = {p: r.arrived_between(*scenario.focus) for p, r in results.items()}
+            for label, ok in _checks(scenario.name, windowed, unloaded):
+                verdicts.append((scenario.name + " (while d is slow)", label, ok))
     print("\ntargets for adaptive")
     for scenario_name, label, ok in verdicts:
         print(f"  [{'met' if ok else 'MISSED':>6}] {scenario_name}: {label}")

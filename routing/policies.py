@@ -121,7 +121,7 @@ class AdaptiveParams:
     """Knobs of the adaptive policy; plain floats and ints so an Optuna search can set them."""
 
     decay_s: float = 1.0  # time constant of the latency average
-    rise: float = 0.5  # share of the gap closed at once when a sample exceeds the average
+    rise_s: float = 0.25  # time constant when a sample exceeds the average: slowdowns show fast
     stale_s: float = 5.0  # without samples, the estimate fades towards the best peer's over this
     penalty_exponent: float = 3.0  # C3's cubic: queueing delay grows super-linearly with load
     concurrency_hint: float = 8.0  # outstanding requests an endpoint absorbs before queueing
@@ -134,8 +134,8 @@ class AdaptiveParams:
     def __post_init__(self) -> None:
         if self.sample_size < 2:
             raise ValueError("sample_size must be at least 2")
-        if not 0.0 <= self.rise <= 1.0:
-            raise ValueError("rise must be in [0, 1]")
+        if self.rise_s <= 0 or self.decay_s <= 0 or self.stale_s <= 0:
+            raise ValueError("time constants must be positive")
 
 
 @dataclass(slots=True)
@@ -198,10 +198,15 @@ class Adaptive(Policy):
             self._add_latency(learnt.latency, latency_s, now)
 
     def _add_latency(self, avg: DecayingAverage, sample: float, now: float) -> None:
+        # Rising faster than falling makes a slowdown visible within a fraction of a second.
+        # Both moves are weighted by elapsed time, not per sample, so a busy endpoint's
+        # estimate is not pushed towards its tail more than a quiet one's.
         current = avg.value(sample)
-        if sample > current:
-            avg.jump_to(current + self.params.rise * (sample - current), now)
-        avg.add(sample, now)
+        if sample <= current:
+            avg.add(sample, now)
+            return
+        w = math.exp(-max(now - avg.last_update, 0.0) / self.params.rise_s)
+        avg.jump_to(current * w + sample * (1.0 - w), now)
 
     def cost(self, state: EndpointState, now: float) -> float:
         return self._cost(state, now, None)
@@ -209,18 +214,22 @@ class Adaptive(Policy):
     def _cost(self, state: EndpointState, now: float, prior: float | None) -> float:
         p = self.params
         learnt = self._learnt.get(state.name)
-        latency = self._latency(learnt, now, prior)
         outstanding = state.stats.in_flight + state.stats.queued
+        latency = self._latency(learnt, now, prior, state.stats.in_flight > 0)
         cost = latency * (1.0 + (outstanding / p.concurrency_hint) ** p.penalty_exponent)
         if learnt is not None:
             cost *= 1.0 + p.error_weight * learnt.errors.value_towards(0.0, now)
         return cost * (1.0 + p.hint_weight * state.stats.health_penalty(now, p.hint_ttl_s))
 
-    def _latency(self, learnt: _Learnt | None, now: float, prior: float | None) -> float:
+    def _latency(
+        self, learnt: _Learnt | None, now: float, prior: float | None, pending: bool
+    ) -> float:
         if learnt is None or learnt.latency.empty:
             return prior if prior is not None else 0.0
         raw = learnt.latency.value()
-        if prior is None or raw <= prior:
+        # An answer on its way is fresh news: fade only when none is pending, so that
+        # re-probing a once-slow endpoint costs one request, not a burst of them.
+        if prior is None or raw <= prior or pending:
             return raw
         # Knowledge without fresh samples fades towards the best peer's, so that an endpoint
         # avoided after a slowdown gets probed again and its recovery is noticed.
