@@ -29,6 +29,10 @@ def _pool(size: int, rng: random.Random) -> list[EndpointState]:
     return pool
 
 
+def _decider(choose: Callable[..., object], *args: object) -> Callable[[], object]:
+    return lambda: choose(*args)
+
+
 def _median_us(decide: Callable[[], object]) -> float:
     runs = timeit.repeat(decide, number=DECISIONS, repeat=RUNS)
     return statistics.median(runs) / DECISIONS * 1e6
@@ -41,14 +45,13 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     for size in (4, 16):
         pool = _pool(size, rng)
-        rows.setdefault("random.choice", []).append(_median_us(lambda p=pool: rng.choice(p)))
+        rows.setdefault("random.choice", []).append(_median_us(_decider(rng.choice, pool)))
         for name in POLICY_NAMES:
             policy = make_policy(name, random.Random(2))
             for t in range(200):  # learnt latencies, as after a few seconds of traffic
                 for s in pool:
                     policy.observe(s.name, rng.lognormvariate(-4.6, 0.5), rng.random() < 0.01, t)
-            decide = lambda p=pool, pol=policy: pol.choose(p, 200.0)  # noqa: E731
-            rows.setdefault(name, []).append(_median_us(decide))
+            rows.setdefault(name, []).append(_median_us(_decider(policy.choose, pool, 200.0)))
     for name, figures in rows.items():
         verdict = "" if name == "random.choice" else ("  ok" if max(figures) < 20 else "  SLOW")
         print(f"{name:<16}{figures[0]:12.2f}{figures[1]:14.2f}{verdict}")

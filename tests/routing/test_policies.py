@@ -132,3 +132,30 @@ def test_make_policy_builds_each_named_policy(name: str) -> None:
 def test_make_policy_rejects_unknown_name() -> None:
     with pytest.raises(UnknownPolicy, match="random"):
         make_policy("random")
+
+
+def test_choose_adaptive_probes_stale_endpoint_one_request_at_a_time() -> None:
+    policy = _adaptive(stale_s=1.0)
+    policy.observe("a", 0.010, False, 0.0)
+    policy.observe("b", 0.200, False, 0.0)
+    policy.observe("a", 0.010, False, 30.0)
+    # b is being probed (one request pending): its old 200 ms counts again until it answers.
+    assert policy.choose([state("a", in_flight=1), state("b", in_flight=1)], 30.0).name == "a"
+
+
+def test_observe_adaptive_latency_rises_faster_than_it_falls() -> None:
+    policy = _adaptive(decay_s=1.0, rise_s=0.1)
+    for name, second in [("up", 0.100), ("down", 0.001)]:
+        policy.observe(name, 0.010, False, 0.0)
+        policy.observe(name, second, False, 0.1)
+    up, down = (policy.cost(state(n), 0.1) for n in ("up", "down"))
+    assert up - 0.010 > 0.5 * (0.100 - 0.010) and 0.010 - down < 0.2 * (0.010 - 0.001)
+
+
+def test_choose_adaptive_counts_queue_depth_reported_by_endpoint() -> None:
+    policy = _adaptive(concurrency_hint=2.0)
+    policy.observe("a", 0.010, False, 0.0)
+    policy.observe("b", 0.012, False, 0.0)
+    a = state("a")
+    a.stats.queued = 6
+    assert policy.choose([a, state("b")], 0.0).name == "b"

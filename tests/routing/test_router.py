@@ -298,3 +298,33 @@ def test_set_policy_learns_from_recorded_latencies(
 def test_set_health_rejects_unknown_endpoint(make_router: RouterFactory) -> None:
     with pytest.raises(UnknownEndpoint):
         make_router("a").set_health("b", 0.5)
+
+
+def test_cancel_queued_send_frees_its_place_in_queue(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    async def scenario() -> int:
+        router = make_router()
+        router.register("a", "http://h/a", max_concurrency=1)
+        gate = transport.hold("a")
+        busy = asyncio.create_task(router.send({}))
+        await settle()
+        waiting = asyncio.create_task(router.send({}))
+        await settle()
+        waiting.cancel()
+        await settle()
+        depth = router.status().queue.depth
+        gate.set()
+        await busy
+        return depth
+
+    assert run(scenario()) == 0
+
+
+def test_read_queue_depth_header_into_endpoint_stats(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a")
+    transport.replies["a"] = Reply(headers={"X-Queue-Depth": "7"})
+    run(router.send({}))
+    assert router.status().endpoints[0].queued == 7
