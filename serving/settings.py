@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     relaycore_policy: Policy = "adaptive"
     relaycore_endpoints: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     model_reload_interval: float = Field(default=10.0, gt=0)
+    live_interval: float = Field(default=2.0, gt=0)  # seconds between live dashboard updates
     max_batch_rows: int = Field(default=10_000, gt=0)
     max_body_bytes: int = Field(default=8_000_000, gt=0)
     host: str = "127.0.0.1"

@@ -1,0 +1,154 @@
+"""The FastAPI application: `create_app()` wires settings, state, middleware and routers.
+
+To plug in another area (RelayCore, the AI orchestrator), add its `APIRouter` to `ROUTERS`
+(or call `app.include_router(router)` on the app `create_app` returns). Every router gets the
+API key check on mutating requests from the app-wide dependency, and reaches the shared state
+with `StateDep` (`state.hub.publish(...)`, `state.register_component(name, probe)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
+
+from serving import live, models
+from serving.batching import MicroBatcher
+from serving.events import EventHub, set_default_hub
+from serving.middleware import BodySizeLimit, RequestTimer
+from serving.routers import analytics, dashboard, ecosystem, health, ingest, neuroweaver, registry
+from serving.security import require_api_key
+from serving.settings import Settings, get_settings
+from serving.state import AppState, StoreUnavailable
+
+log = logging.getLogger(__name__)
+ROUTERS = [health.router, neuroweaver.router, registry.router, ingest.router, ecosystem.router,
+           analytics.router, dashboard.router]
+FIRST_LOAD_TIMEOUT_S = 60.0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app; nothing heavy happens until its lifespan starts."""
+    settings = settings or get_settings()
+    holder = models.ModelHolder(settings.model_name, settings.model_alias)
+    state = AppState(settings=settings, holder=holder, hub=EventHub(),
+                     batcher=MicroBatcher(lambda: holder.current))
+    app = FastAPI(title="AutoMatrix Unified API", version="2.0.0", lifespan=_lifespan,
+                  debug=settings.debug, dependencies=[Depends(require_api_key)],
+                  description="Predictions, training, registry, ingestion and the live ecosystem.")
+    app.state.automatrix = state
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    _add_middleware(app, state)
+    _add_error_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _add_middleware(app: FastAPI, state: AppState) -> None:
+    if state.settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=state.settings.cors_origins,
+                           allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_body_bytes)
+    app.add_middleware(RequestTimer, stats=state.stats, registry=state.registry)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: AppState = app.state.automatrix
+    state.started_at = time.time()
+    _prepare_runtime(state.settings)
+    state.hub.bind(asyncio.get_running_loop())
+    set_default_hub(state.hub)
+    await _first_load(state)
+    state.batcher.start()
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in (
+        ("model-poller", models.poll(state.holder, state.settings.model_reload_interval,
+                                     lambda loaded: live.announce_swap(state, loaded))),
+        ("live-ticker", live.tick(state, state.settings.live_interval)),
+        ("prediction-log", state.predictions.run()),
+    )]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await state.batcher.stop()
+        state.hub.close_all()
+        set_default_hub(None)
+
+
+def _prepare_runtime(settings: Settings) -> None:
+    import mlflow
+    import torch
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    # One intra-op thread: requests are small, and a second thread only contends for the GIL
+    # and the other core that uvicorn needs.
+    torch.set_num_threads(1)
+
+
+async def _first_load(state: AppState) -> None:
+    """Loads the champion before serving; a missing or slow registry does not stop the start."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(state.holder.reload), FIRST_LOAD_TIMEOUT_S)
+    except TimeoutError:
+        state.holder.problem = "the registry did not answer in time; still trying"
+    if state.holder.current is None:
+        log.warning("starting without a model: %s", state.holder.problem)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    detail = exc.detail
+    body = ({"detail": detail.get("message", "error"), **{k: v for k, v in detail.items() if k != "message"}}
+            if isinstance(detail, dict) else {"detail": detail})
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+    return JSONResponse({"detail": f"{where}: {first['msg']}", "errors": errors[:50]}, status_code=422)
+
+
+async def _store_unavailable(_request: Request, exc: StoreUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema plus the prediction schemas the raw predict handler documents."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    _, extra = models_json_schema([(m, "validation") for m in neuroweaver.DOC_MODELS],
+                                  ref_template="#/components/schemas/{model}")
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,115 @@
+"""The shared state the lifespan builds, and the typed dependencies handlers receive it through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy.engine import Engine
+
+from serving.analytics import PredictionLog, RequestStats
+from serving.batching import MicroBatcher
+from serving.events import EventHub
+from serving.models import LoadedModel, ModelHolder
+from serving.settings import Settings
+
+ComponentProbe = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class AppState:
+    """Everything one running API holds; built in `create_app`, started by the lifespan."""
+
+    settings: Settings
+    holder: ModelHolder
+    hub: EventHub
+    batcher: MicroBatcher
+    stats: RequestStats = field(default_factory=RequestStats)
+    predictions: PredictionLog = field(default_factory=PredictionLog)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    components: dict[str, ComponentProbe] = field(default_factory=dict)
+    started_at: float = 0.0
+    store_problem: str | None = None
+
+    def __post_init__(self) -> None:
+        self._gauges = {
+            name: Gauge(f"automatrix_{name}", text, registry=self.registry)
+            for name, text in (
+                ("model_version", "the served model version (0 when none)"),
+                ("prediction_rows", "rows scored since start"),
+                ("prediction_requests", "predict requests since start"),
+                ("live_clients", "WebSocket and SSE clients connected"),
+                ("model_swaps", "models swapped in since start"),
+            )
+        }
+
+    def refresh_gauges(self) -> None:
+        """Sets the gauges from the live state (called on each scrape, so nothing is on a hot path)."""
+        current = self.holder.current
+        self._gauges["model_version"].set(float(current.version) if current else 0.0)
+        self._gauges["prediction_rows"].set(self.predictions.rows)
+        self._gauges["prediction_requests"].set(self.predictions.requests)
+        self._gauges["live_clients"].set(self.hub.subscriber_count)
+        self._gauges["model_swaps"].set(self.holder.swaps)
+
+    def register_component(self, name: str, probe: ComponentProbe) -> None:
+        """Adds a component to the ecosystem status: `probe()` returns {"status": ..., ...}."""
+        self.components[name] = probe
+
+    @cached_property
+    def _engine(self) -> Engine:
+        from flows.ingest import store_engine
+
+        return store_engine(self.settings.database_url)
+
+    def engine(self) -> Engine:
+        """The migrated metric store engine; raises StoreUnavailable (503) when it cannot be opened."""
+        try:
+            return self._engine
+        except Exception as exc:
+            raise StoreUnavailable(f"the metric store is unreachable: {_short(exc)}") from exc
+
+
+class StoreUnavailable(RuntimeError):
+    """The metric store cannot be reached; handlers answer 503."""
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.automatrix  # type: ignore[no-any-return]
+
+
+def get_settings_dep(state: Annotated[AppState, Depends(get_state)]) -> Settings:
+    return state.settings
+
+
+def get_model(state: Annotated[AppState, Depends(get_state)]) -> LoadedModel:
+    loaded = state.holder.current
+    if loaded is None:
+        raise HTTPException(503, f"no model is being served: {state.holder.problem}")
+    return loaded
+
+
+def get_engine(state: Annotated[AppState, Depends(get_state)]) -> Engine:
+    try:
+        return state.engine()
+    except StoreUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+def get_hub(state: Annotated[AppState, Depends(get_state)]) -> EventHub:
+    return state.hub
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ModelDep = Annotated[LoadedModel, Depends(get_model)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+HubDep = Annotated[EventHub, Depends(get_hub)]

@@ -1,0 +1,82 @@
+"""Starting a training as a real Prefect flow run, through the deployment when there is one."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT = "neuroweaver-train/daily"
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    flow_run_id: str
+    name: str | None
+    state: str | None
+    deployment: str | None
+
+
+class PrefectUnavailable(RuntimeError):
+    """The Prefect API did not answer; the caller answers 503."""
+
+
+async def start_training(parameters: dict[str, Any]) -> StartedRun:
+    """Creates the flow run and returns at once; the run itself goes on elsewhere."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        async with get_client() as client:
+            if await _has_deployment(client):
+                return await _via_deployment(client, parameters)
+            return await _in_background(client, parameters)
+    except PrefectUnavailable:
+        raise
+    except Exception as exc:  # httpx and Prefect raise many kinds when the server is down
+        raise PrefectUnavailable(f"the Prefect API is unavailable: {exc}") from exc
+
+
+async def _has_deployment(client: Any) -> bool:
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        await client.read_deployment_by_name(DEPLOYMENT)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+async def _via_deployment(client: Any, parameters: dict[str, Any]) -> StartedRun:
+    """A worker serving the deployment picks the run up, as if started from the Prefect UI."""
+    from prefect.deployments import run_deployment
+
+    run = await run_deployment(DEPLOYMENT, client=client, parameters=parameters, timeout=0,
+                               as_subflow=False, tags=["api"])
+    return StartedRun(str(run.id), run.name, run.state_name, DEPLOYMENT)
+
+
+async def _in_background(client: Any, parameters: dict[str, Any]) -> StartedRun:
+    """No deployment (e.g. `automatrix serve` alone): this process runs the flow on a thread."""
+    from flows.train import train_flow
+
+    run = await client.create_flow_run(train_flow, parameters=parameters, tags=["api"])
+    context = contextvars.copy_context()  # carries Prefect's settings (the API URL) along
+    thread = threading.Thread(target=context.run, args=(_run_flow, run, parameters),
+                              name=f"train-{run.id}", daemon=True)
+    thread.start()
+    return StartedRun(str(run.id), run.name, run.state_name, None)
+
+
+def _run_flow(run: Any, parameters: dict[str, Any]) -> None:
+    from prefect.flow_engine import run_flow
+
+    from flows.train import train_flow
+
+    try:
+        run_flow(train_flow, flow_run=run, parameters=parameters, return_type="state")
+    except BaseException:  # the flow run records its own failure in Prefect
+        log.exception("training flow run %s failed", run.id)
