@@ -5,7 +5,8 @@ Each row is turned into a few features, each sensitive to one kind of anomaly:
 - level: a short-term mean drifting from the long-term mean (shifts, ramps);
 - volatility: the recent size of row-to-row changes (bursts, spikes, flapping);
 - deviation: how far the value is from the long-term mean (outliers);
-- time of day: how far the smoothed value is from what this time of day usually looks like.
+- time of day: how far the smoothed value is from what this time of day usually looks like,
+  in units of how far it usually strays at that time of day.
 
 A `TailCalibrator` per feature turns it into a surprise (-ln p) against that feature's own past,
 so the parameters adapt to each series without tuning. The row's surprise is the largest one,
@@ -90,23 +91,36 @@ class ShapeNovelty:
 
 
 class DailyProfile:
-    """Smoothed value expected at each time of day, learnt from the days seen so far."""
+    """Smoothed value expected at each time of day, and how far it usually strays from it.
+
+    Each slot of the day keeps a mean and a mean absolute deviation, both learnt from the days
+    seen so far. The deviation returned is in units of the slot's own spread: a busy hour that
+    always swings widely is not news when it swings, a quiet hour that suddenly moves is.
+    """
 
     def __init__(self, config: DetectorConfig) -> None:
         self._config = config
         self._mean = [0.0] * config.day_bins
+        self._spread = [0.0] * config.day_bins
         self._visits = [0] * config.day_bins
 
     def deviation(self, x: float, timestamp: float | None) -> float:
-        """|x - expected| for this slot (0 while unknown), then learn x. Timestamps may repeat."""
+        """|x - expected| / usual spread for this slot (0 while unknown), then learn x."""
         if timestamp is None:
             return 0.0
-        slot = int((timestamp % SECONDS_PER_DAY) / SECONDS_PER_DAY * self._config.day_bins)
+        cfg = self._config
+        slot = int((timestamp % SECONDS_PER_DAY) / SECONDS_PER_DAY * cfg.day_bins)
         visits = self._visits[slot]
-        known = visits >= self._config.profile_min_visits
-        out = abs(x - self._mean[slot]) if known else 0.0
-        alpha = 1.0 if visits == 0 else self._config.profile_alpha
-        self._mean[slot] += (x - self._mean[slot]) * alpha
+        mean = self._mean[slot]
+        distance = abs(x - mean)
+        out = 0.0
+        if visits >= cfg.profile_min_visits:
+            # The floor keeps a perfectly repeating series finite (relative to its magnitude).
+            out = distance / (self._spread[slot] + 1e-9 + 1e-6 * abs(mean))
+        if visits >= 1:
+            alpha = 1.0 if visits == 1 else cfg.profile_alpha
+            self._spread[slot] += (distance - self._spread[slot]) * alpha
+        self._mean[slot] += (x - mean) * (1.0 if visits == 0 else cfg.profile_alpha)
         self._visits[slot] = visits + 1
         return out
 

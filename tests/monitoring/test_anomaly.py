@@ -209,3 +209,17 @@ def test_detect_files_failure_while_writing_leaves_no_file(tmp_path: Path) -> No
     with pytest.raises(RuntimeError):
         detect_files([source], tmp_path / "out", make_detector=Exploding)
     assert not any((tmp_path / "out").iterdir())
+
+
+def test_score_series_with_move_in_quiet_hour_flags_it_despite_busy_hours() -> None:
+    # Noise is large at night and tiny by day: a move as large as the nightly noise, in a quiet
+    # daytime hour, is only news in units of that hour's own spread.
+    rng = random.Random(13)
+    values = [
+        50 + (rng.gauss(0, 4) if (i % 288) < 144 else rng.gauss(0, 0.2)) for i in range(3000)
+    ]
+    spot = 2304 + 200  # a quiet slot, eight days in
+    values[spot : spot + 12] = [v + 3 for v in values[spot : spot + 12]]
+    scores = score_all(values)
+    assert max(scores[spot : spot + 12]) > 0.6
+    assert max_outside(scores, spot, spot + 40) < 0.6
