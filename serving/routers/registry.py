@@ -114,8 +114,9 @@ def _list(state: AppState) -> ModelList:
             raise
         found = []
     versions = sorted(found, key=lambda v: int(v.version), reverse=True)
-    infos = [_info(state, client, v) for v in versions]
-    champion = next((i.version for i in infos if state.settings.model_alias in i.aliases), None)
+    aliases = _aliases(client, name) if versions else {}
+    infos = [_info(state, client, v, aliases) for v in versions]
+    champion = aliases.get(state.settings.model_alias)
     serving = state.holder.current.version if state.holder.current else None
     return ModelList(name=name, alias=state.settings.model_alias, champion_version=champion,
                      serving_version=serving, versions=infos)
@@ -124,14 +125,21 @@ def _list(state: AppState) -> ModelList:
 def _one(state: AppState, version: str) -> ModelVersionInfo:
     client = _client()
     found = _registry_call(client.get_model_version, state.settings.model_name, version)
-    return _info(state, client, found)
+    return _info(state, client, found, _aliases(client, state.settings.model_name))
 
 
-def _info(state: AppState, client: Any, version: Any) -> ModelVersionInfo:
+def _aliases(client: Any, name: str) -> dict[str, str]:
+    """alias -> version (search results do not carry aliases, the registered model does)."""
+    model = _registry_call(client.get_registered_model, name)
+    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def _info(state: AppState, client: Any, version: Any, aliases: dict[str, str]) -> ModelVersionInfo:
     ui = state.settings.mlflow_ui_url.rstrip("/")
     serving = state.holder.current
     return ModelVersionInfo(
-        name=version.name, version=str(version.version), aliases=list(version.aliases or []),
+        name=version.name, version=str(version.version),
+        aliases=sorted(a for a, v in aliases.items() if v == str(version.version)),
         serving=serving is not None and serving.version == str(version.version),
         created_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
         if version.creation_timestamp else None,
