@@ -1,6 +1,6 @@
 """Turns any stream of 'bigger is stranger' features into surprise, using only the past.
 
-Each feature of the detector lives on its own scale (bytes, percent, a rate of novelty), so none of
+Each feature of the detector lives on its own scale (bytes, percent, a spread ratio), so none of
 them can be thresholded directly. A `TailCalibrator` keeps a bounded window of the feature's past
 values and answers: how unlikely is a value at least this large, given that window? The answer is
 a surprise, -ln(p), which is comparable across features and across series, so one global threshold

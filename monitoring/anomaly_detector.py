@@ -1,12 +1,12 @@
 """A streaming anomaly detector for one metric series.
 
 Each row is turned into a few features, each sensitive to one kind of anomaly:
-- novelty: how often the recent shape (the last few quantised values) has never been seen;
 - level: a short-term mean drifting from the long-term mean (shifts, ramps);
 - volatility: the recent size of row-to-row changes (bursts, spikes, flapping);
 - deviation: how far the value is from the long-term mean (outliers);
 - time of day: how far the smoothed value is from what this time of day usually looks like,
-  in units of how far it usually strays at that time of day.
+  both as is and in units of how far it usually strays at that time of day (a quiet hour that
+  moves a little and a busy hour that moves a lot are both news).
 
 A `TailCalibrator` per feature turns it into a surprise (-ln p) against that feature's own past,
 so the parameters adapt to each series without tuning. The row's surprise is the largest one,
@@ -14,7 +14,7 @@ corrected for having looked at several features. An `OnsetGate` then keeps only 
 event: NAB (and an on-call engineer) rewards the first alert of an anomaly and charges every
 repeat outside it.
 
-Memory per series is bounded by the calibrators' windows and the novelty store, whatever the
+Memory per series is bounded by the calibrators' windows, whatever the
 length of the series. Only rows up to the current one are ever used.
 """
 
@@ -40,54 +40,9 @@ class DetectorConfig:
     day_bins: int = 48  # half-hour slots of the day for the time-of-day profile
     profile_alpha: float = 0.1
     profile_min_visits: int = 3  # a slot must be seen a few times before it is an expectation
-    novelty_levels: float = 8.0  # about this many quantisation levels over the seen range
-    novelty_context: int = 3  # rows in a shape
-    novelty_alpha: float = 0.1
-    novelty_capacity: int = 4096  # shapes remembered, oldest forgotten first
     onset_decay: float = 0.1  # surprise (nats) the onset gate forgets per row
     onset_cap: float = 30.0  # so that one huge event does not mute the series for too long
     score_scale: float = 10.0  # surprise that maps to a score of 1 - 1/e
-
-
-class ShapeNovelty:
-    """Rate at which the recent shape of the series is one never seen before."""
-
-    def __init__(self, config: DetectorConfig) -> None:
-        self._config = config
-        self._low = math.inf
-        self._high = -math.inf
-        self._recent: list[int] = []
-        self._seen: dict[tuple[int, ...], None] = {}  # insertion-ordered: oldest evicted first
-        self.rate = 0.0
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def update(self, x: float) -> float:
-        novel = 1.0 if self._is_novel(x) else 0.0
-        self.rate += (novel - self.rate) * self._config.novelty_alpha
-        return self.rate
-
-    def _is_novel(self, x: float) -> bool:
-        self._low, self._high = min(self._low, x), max(self._high, x)
-        spread = self._high - self._low
-        if spread <= 0:
-            return False
-        # Bucket width is a power of two of the seen range, so it changes only when the range
-        # doubles; shapes learnt at one width stay valid until then.
-        exponent = math.floor(math.log2(spread / self._config.novelty_levels))
-        self._recent.append(math.floor(x / 2.0**exponent))
-        if len(self._recent) > self._config.novelty_context:
-            del self._recent[0]
-        return self._remember((exponent, *self._recent))
-
-    def _remember(self, shape: tuple[int, ...]) -> bool:
-        if shape in self._seen:
-            return False
-        self._seen[shape] = None
-        if len(self._seen) > self._config.novelty_capacity:
-            del self._seen[next(iter(self._seen))]
-        return True
 
 
 class DailyProfile:
@@ -104,19 +59,19 @@ class DailyProfile:
         self._spread = [0.0] * config.day_bins
         self._visits = [0] * config.day_bins
 
-    def deviation(self, x: float, timestamp: float | None) -> float:
-        """|x - expected| / usual spread for this slot (0 while unknown), then learn x."""
+    def deviation(self, x: float, timestamp: float | None) -> tuple[float, float]:
+        """(|x - expected|, that / usual spread) for this slot (0 while unknown), then learn x."""
         if timestamp is None:
-            return 0.0
+            return 0.0, 0.0
         cfg = self._config
         slot = int((timestamp % SECONDS_PER_DAY) / SECONDS_PER_DAY * cfg.day_bins)
         visits = self._visits[slot]
         mean = self._mean[slot]
         distance = abs(x - mean)
-        out = 0.0
+        out = (0.0, 0.0)
         if visits >= cfg.profile_min_visits:
             # The floor keeps a perfectly repeating series finite (relative to its magnitude).
-            out = distance / (self._spread[slot] + 1e-9 + 1e-6 * abs(mean))
+            out = (distance, distance / (self._spread[slot] + 1e-9 + 1e-6 * abs(mean)))
         if visits >= 1:
             alpha = 1.0 if visits == 1 else cfg.profile_alpha
             self._spread[slot] += (distance - self._spread[slot]) * alpha
@@ -152,7 +107,6 @@ class MetricAnomalyDetector:
         self.rows = 0
         self._fast = self._slow = self._volatility = 0.0
         self._previous: float | None = None
-        self._novelty = ShapeNovelty(cfg)
         self._profile = DailyProfile(cfg)
         self._calibrators = [TailCalibrator(cfg.history, cfg.min_history) for _ in range(5)]
         self._gate = OnsetGate(cfg)
@@ -182,15 +136,12 @@ class MetricAnomalyDetector:
         self._fast += (x - self._fast) * cfg.fast_alpha
         self._slow += (x - self._slow) * cfg.slow_alpha
         return (
-            self._novelty.update(x),
             abs(self._fast - self._slow),
             self._volatility,
             abs(x - self._slow),
-            self._profile.deviation(self._fast, timestamp),
+            *self._profile.deviation(self._fast, timestamp),
         )
 
     def buffer_sizes(self) -> dict[str, int]:
         """Sizes of the structures that grow with history, to check that they stay capped."""
-        sizes = {f"calibrator_{i}": len(c) for i, c in enumerate(self._calibrators)}
-        sizes["novelty_shapes"] = len(self._novelty)
-        return sizes
+        return {f"calibrator_{i}": len(c) for i, c in enumerate(self._calibrators)}

@@ -82,7 +82,7 @@ def test_score_row_ignores_rows_after_it() -> None:
 
 
 def test_update_long_series_keeps_buffers_capped() -> None:
-    config = DetectorConfig(history=300, novelty_capacity=200)
+    config = DetectorConfig(history=300)
     detector = MetricAnomalyDetector(config)
     rng = random.Random(5)
     value = 0.0
@@ -91,7 +91,6 @@ def test_update_long_series_keeps_buffers_capped() -> None:
         detector.update(value, START + STEP * i)
     sizes = detector.buffer_sizes()
     assert max(size for name, size in sizes.items() if name.startswith("calibrator")) == 300
-    assert sizes["novelty_shapes"] <= 200
 
 
 def test_update_irregular_and_repeated_timestamps_still_flags_spike() -> None:
