@@ -28,7 +28,9 @@ def load_settings() -> Settings:
 
 @app.command()
 def up(
-    seed: Annotated[bool, typer.Option(help="seed simulated metrics and train on an empty store")] = True,
+    seed: Annotated[
+        bool, typer.Option(help="seed simulated metrics and train on an empty store")
+    ] = True,
 ) -> None:
     """Start Prefect (server, deployments, worker), the MLflow UI and the API; Ctrl-C stops all."""
     from serving.platform import run_platform
@@ -39,10 +41,16 @@ def up(
 @app.command()
 def ingest(
     source: Annotated[str, typer.Option(help="simulator, prometheus or csv")] = "simulator",
-    start: Annotated[datetime | None, typer.Option(help="window start (UTC); default: since the last run")] = None,
+    start: Annotated[
+        datetime | None, typer.Option(help="window start (UTC); default: since the last run")
+    ] = None,
     end: Annotated[datetime | None, typer.Option(help="window end (UTC); default: now")] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="CSV file for --source csv")] = None,
-    prometheus_url: Annotated[str, typer.Option(help="Prometheus base URL")] = "http://127.0.0.1:9090",
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="CSV file for --source csv")
+    ] = None,
+    prometheus_url: Annotated[
+        str, typer.Option(help="Prometheus base URL")
+    ] = "http://127.0.0.1:9090",
 ) -> None:
     """Run the ingestion flow once; a start and end backfill that window."""
     load_settings()
@@ -50,9 +58,15 @@ def ingest(
         _fail(f"--source must be simulator, prometheus or csv, not {source!r}")
     from flows.ingest import ingest_flow
 
-    result = _run(lambda: ingest_flow(source=source, start=_utc(start), end=_utc(end),
-                                      csv_path=str(csv_path) if csv_path else None,
-                                      prometheus_url=prometheus_url))
+    result = _run(
+        lambda: ingest_flow(
+            source=source,
+            start=_utc(start),
+            end=_utc(end),
+            csv_path=str(csv_path) if csv_path else None,
+            prometheus_url=prometheus_url,
+        )
+    )
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -62,16 +76,28 @@ def train(
     timeout: Annotated[float, typer.Option(min=1, help="search time limit in seconds")] = 480.0,
     window_days: Annotated[float, typer.Option(min=0.01, help="days of history to train on")] = 7.0,
     max_epochs: Annotated[int, typer.Option(min=1, help="largest epoch count searched")] = 25,
-    data: Annotated[Path | None, typer.Option(help="JSON file of labelled rows to train on")] = None,
-    study_name: Annotated[str | None, typer.Option(help="join this Optuna study (scale-out)")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="JSON file of labelled rows to train on")
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="join this Optuna study (scale-out)")
+    ] = None,
 ) -> None:
     """Run the training flow once: search, register, promote if better."""
     load_settings()
     rows = _read_rows(data) if data else None
     from flows.train import train_flow
 
-    result = _run(lambda: train_flow(trials=trials, timeout_s=timeout, window_days=window_days,
-                                     max_epochs=max_epochs, data=rows, study_name=study_name))
+    result = _run(
+        lambda: train_flow(
+            trials=trials,
+            timeout_s=timeout,
+            window_days=window_days,
+            max_epochs=max_epochs,
+            data=rows,
+            study_name=study_name,
+        )
+    )
     typer.echo(json.dumps(result, indent=2, default=str))
 
 
@@ -85,14 +111,22 @@ def serve(
     import uvicorn
 
     settings = load_settings()
-    uvicorn.run("serving.app:create_app", factory=True, host=host or settings.host,
-                port=port or settings.api_port, workers=workers, log_level="info")
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 @app.command()
 def detect(
     inputs: Annotated[list[Path], typer.Argument(help="timestamp,value CSV files")],
-    output_dir: Annotated[Path, typer.Option("--output-dir", help="where DIR/<name>.csv is written")],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", help="where DIR/<name>.csv is written")
+    ],
 ) -> None:
     """Anomaly scores in [0, 1] for each row, computed from that row and the ones before it only."""
     from monitoring.detect_csv import DetectInputError, detect_files
@@ -112,7 +146,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         _fail(f"{path}: {exc}")
     rows = body.get("data") if isinstance(body, dict) else body
     if not isinstance(rows, list):
-        _fail(f"{path}: expected a list of rows or {{\"data\": [...]}}")
+        _fail(f'{path}: expected a list of rows or {{"data": [...]}}')
     return rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -53,10 +54,8 @@ class Supervisor:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def wait_for(url: str, timeout: float, supervisor: Supervisor) -> None:
@@ -86,17 +85,29 @@ def _mlflow_command(settings: Settings) -> list[str]:
         database = make_url(backend).database or ""
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     return [
-        _bin("mlflow"), "server", "--backend-store-uri", backend,
-        "--default-artifact-root", artifacts.as_uri(),
-        "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1",
+        _bin("mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--default-artifact-root",
+        artifacts.as_uri(),
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.mlflow_port),
+        "--workers",
+        "1",
     ]
 
 
 def deploy(env: dict[str, str]) -> None:
     """Creates the process work pool and applies every deployment in prefect.yaml."""
     prefect = _bin("prefect")
-    subprocess.run([prefect, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"],
-                   env=env, check=True)
+    subprocess.run(
+        [prefect, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"],
+        env=env,
+        check=True,
+    )
     subprocess.run([prefect, "--no-prompt", "deploy", "--all"], env=env, check=True)
 
 
@@ -114,25 +125,44 @@ def seed_if_empty(settings: Settings) -> None:
     print("[automatrix] empty store: ingesting three days of simulated metrics", flush=True)
     ingest_flow(source="simulator")
     run = run_deployment("neuroweaver-train/daily", parameters=SEED_TRAINING, timeout=0)
-    print(f"[automatrix] first training: {settings.prefect_ui_url}/runs/flow-run/{run.id}", flush=True)
+    print(
+        f"[automatrix] first training: {settings.prefect_ui_url}/runs/flow-run/{run.id}", flush=True
+    )
 
 
 def run_platform(settings: Settings, seed: bool = True) -> None:
     """Blocks until Ctrl-C or a child's death, then stops everything it started."""
     api_url = f"http://{settings.host}:{settings.prefect_port}/api"
-    env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONUNBUFFERED": "1",
-           # Nothing leaves the machine: Prefect's telemetry would try to reach the internet.
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "PYTHONUNBUFFERED": "1",
+        # Nothing leaves the machine: Prefect's telemetry would try to reach the internet.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
     os.environ["PREFECT_API_URL"] = api_url
     supervisor = Supervisor(env)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        supervisor.start("prefect server", [_bin("prefect"), "server", "start", "--host", settings.host,
-                                            "--port", str(settings.prefect_port)])
+        supervisor.start(
+            "prefect server",
+            [
+                _bin("prefect"),
+                "server",
+                "start",
+                "--host",
+                settings.host,
+                "--port",
+                str(settings.prefect_port),
+            ],
+        )
         wait_for(f"{api_url}/health", 180, supervisor)
         supervisor.start("mlflow ui", _mlflow_command(settings))
         deploy(env)
-        supervisor.start("prefect worker", [_bin("prefect"), "worker", "start", "--pool", WORK_POOL])
+        supervisor.start(
+            "prefect worker", [_bin("prefect"), "worker", "start", "--pool", WORK_POOL]
+        )
         if _api_available():
             supervisor.start("api", [_bin("automatrix"), "serve"])
         if seed:

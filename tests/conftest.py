@@ -14,7 +14,11 @@ from sqlalchemy import create_engine, text
 from serving.settings import Settings, get_settings
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-POSTGRES_ADMIN_URL = os.environ.get("AUTOMATRIX_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# Nothing may leave the machine: Prefect's server would otherwise send telemetry.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "AUTOMATRIX_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import optuna
+import sqlalchemy.exc
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -88,9 +89,7 @@ class _TrialLogger:
 
 
 def open_study(settings: SearchSettings) -> optuna.Study:
-    storage = optuna.storages.RDBStorage(
-        settings.storage, engine_kwargs={"connect_args": _connect_args(settings.storage)}
-    )
+    storage = _storage(settings.storage)
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
         if settings.prune
@@ -104,6 +103,34 @@ def open_study(settings: SearchSettings) -> optuna.Study:
         pruner=pruner,
         load_if_exists=True,  # a second worker joins the same study
     )
+
+
+def _storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """The study storage; two workers creating a fresh one at once race on its schema, so retry."""
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": _connect_args(url)}
+            )
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """The study storage; two workers creating a fresh one at once race on its schema, so retry."""
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": _connect_args(url)}
+            )
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _connect_args(url: str) -> dict[str, object]:

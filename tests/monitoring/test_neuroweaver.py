@@ -33,8 +33,17 @@ def _frame(hours: int = 12) -> pd.DataFrame:
 def test_label_score_is_share_of_next_minutes_meeting_objectives() -> None:
     stamps = [START + timedelta(minutes=i) for i in range(7)]
     latency = [100, 100, 900, 100, 100, 100, 100]  # minute 2 breaks the latency objective
-    frame = pd.DataFrame({"service": "a", "timestamp": stamps, "cpu_usage": 1.0, "memory_usage": 1.0,
-                          "network_latency": latency, "error_rate": 0.0, "request_count": 1.0})
+    frame = pd.DataFrame(
+        {
+            "service": "a",
+            "timestamp": stamps,
+            "cpu_usage": 1.0,
+            "memory_usage": 1.0,
+            "network_latency": latency,
+            "error_rate": 0.0,
+            "request_count": 1.0,
+        }
+    )
     labelled = label_frame(frame, horizon=HORIZON_MINUTES)
     assert labelled[TARGET].tolist() == [0.8, 0.8]
 
@@ -75,16 +84,22 @@ def test_model_saved_and_loaded_gives_same_predictions(tmp_path: Path) -> None:
 
 def test_model_load_refuses_weights_of_another_architecture(tmp_path: Path) -> None:
     raw = np.ones((4, 5))
-    small = NeuroWeaverModel(Architecture(width=16), FeaturePipeline.fit(raw), build_network(Architecture(width=16)))
+    small = NeuroWeaverModel(
+        Architecture(width=16), FeaturePipeline.fit(raw), build_network(Architecture(width=16))
+    )
     small.save(tmp_path)
-    (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text().replace('"width": 16', '"width": 32'))
+    (tmp_path / "config.json").write_text(
+        (tmp_path / "config.json").read_text().replace('"width": 16', '"width": 32')
+    )
     with pytest.raises(RuntimeError):
         NeuroWeaverModel.load_dir(tmp_path)
 
 
 def test_train_model_learns_better_than_the_mean() -> None:
     split = split_by_time(_frame(hours=48))
-    params = Hyperparameters(Architecture(layers=2, width=32, dropout=0.0), learning_rate=3e-3, epochs=4)
+    params = Hyperparameters(
+        Architecture(layers=2, width=32, dropout=0.0), learning_rate=3e-3, epochs=4
+    )
     model, losses = train_model(params, split)
     test_x, test_y = split.test[list(METRICS)].to_numpy(), split.test[TARGET].to_numpy()
     constant = split.train[TARGET].mean()
@@ -93,8 +108,14 @@ def test_train_model_learns_better_than_the_mean() -> None:
 
 
 def test_labelled_rows_rejects_bad_row_with_its_number() -> None:
-    good = {"cpu_usage": 10, "memory_usage": 20, "network_latency": 30, "error_rate": 0,
-            "request_count": 5, "performance_score": 0.9}
+    good = {
+        "cpu_usage": 10,
+        "memory_usage": 20,
+        "network_latency": 30,
+        "error_rate": 0,
+        "request_count": 5,
+        "performance_score": 0.9,
+    }
     with pytest.raises(TrainingDataError, match="row 1: performance_score=1.5 is outside"):
         labelled_rows_frame([good, good | {"performance_score": 1.5}])
     with pytest.raises(TrainingDataError, match="row 2: cpu_usage must be finite"):

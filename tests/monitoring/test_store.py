@@ -35,8 +35,13 @@ def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
 
 def _good(service: str = "api", minute: int = 0, **overrides: object) -> dict[str, object]:
     row: dict[str, object] = {
-        "service": service, "timestamp": START + timedelta(minutes=minute), "cpu_usage": 50.0,
-        "memory_usage": 60.0, "network_latency": 120.0, "error_rate": 0.5, "request_count": 900.0,
+        "service": service,
+        "timestamp": START + timedelta(minutes=minute),
+        "cpu_usage": 50.0,
+        "memory_usage": 60.0,
+        "network_latency": 120.0,
+        "error_rate": 0.5,
+        "request_count": 900.0,
     }
     return row | overrides
 
@@ -80,7 +85,9 @@ def test_store_batch_rejects_bad_sample_with_reason_and_keeps_the_rest(
         assert count_samples(session) == 2
 
 
-def test_store_batch_rejects_naive_or_unparsable_timestamp_only_for_that_row(engine: Engine) -> None:
+def test_store_batch_rejects_naive_or_unparsable_timestamp_only_for_that_row(
+    engine: Engine,
+) -> None:
     report = ingestion.store_batch(engine, [_good(timestamp="yesterday"), _good(minute=3)])
     assert report.rejected == 1 and "yesterday" in report.reasons[0]
 
@@ -103,4 +110,6 @@ def test_migrations_run_twice_without_error(tmp_path) -> None:
     migrate.upgrade(url)
     migrate.upgrade(url)
     with make_engine(url).connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        )
