@@ -1,0 +1,115 @@
+"""The `automatrix` command line: settings errors, ingest, train and detect as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serving.settings import Settings
+
+AUTOMATRIX = str(Path(sys.executable).with_name("automatrix"))
+
+
+def _run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [AUTOMATRIX, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "not a url"),
+        ("MODEL_RELOAD_INTERVAL", "-1"),
+        ("RELAYCORE_ENDPOINTS", "a=ftp://x"),
+        ("ENVIRONMENT", "production"),
+    ],
+)
+def test_cli_refuses_a_bad_setting_naming_the_variable(
+    variable: str, value: str, settings: Settings
+) -> None:
+    result = _run("ingest", env={variable: value})
+    assert result.returncode == 2
+    assert variable in result.stderr or (variable == "ENVIRONMENT" and "API_KEY" in result.stderr)
+
+
+@pytest.mark.slow
+def test_cli_ingest_backfills_a_window_and_prints_the_report(settings: Settings) -> None:
+    result = _run(
+        "ingest",
+        "--source",
+        "simulator",
+        "--start",
+        "2026-03-02T00:00:00",
+        "--end",
+        "2026-03-02T01:00:00",
+    )
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert result.returncode == 0, result.stderr
+    assert report["accepted"] == 60 * 5
+
+
+def test_cli_ingest_refuses_an_unknown_source(settings: Settings) -> None:
+    result = _run("ingest", "--source", "kafka")
+    assert result.returncode == 2 and "simulator, prometheus or csv" in result.stderr
+
+
+def test_cli_train_refuses_zero_trials(settings: Settings) -> None:
+    result = _run("train", "--trials", "0")
+    assert result.returncode == 2 and "trials" in result.stderr
+
+
+def test_cli_train_with_too_little_data_fails_with_a_message(
+    settings: Settings, tmp_path: Path
+) -> None:
+    rows = tmp_path / "rows.json"
+    rows.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "cpu_usage": 1,
+                        "memory_usage": 1,
+                        "network_latency": 1,
+                        "error_rate": 0,
+                        "request_count": 1,
+                        "performance_score": 1,
+                    }
+                ]
+            }
+        )
+    )
+    result = _run("train", "--data", str(rows), "--trials", "1")
+    assert result.returncode == 1 and "at least" in result.stderr
+
+
+def test_cli_detect_writes_scores_for_each_row(tmp_path: Path) -> None:
+    source = tmp_path / "series.csv"
+    source.write_text(
+        "timestamp,value\n" + "".join(f"2026-03-02 00:{m:02d}:00,{m % 7}\n" for m in range(60))
+    )
+    result = _run("detect", str(source), "--output-dir", str(tmp_path / "out"))
+    lines = (tmp_path / "out" / "series.csv").read_text().splitlines()
+    assert result.returncode == 0, result.stderr
+    assert lines[0] == "timestamp,value,anomaly_score" and len(lines) == 61
+
+
+def test_cli_detect_names_file_and_row_of_bad_input(tmp_path: Path) -> None:
+    source = tmp_path / "bad.csv"
+    source.write_text("timestamp,value\n2026-03-02 00:00:00,1\nnot-a-time,2\n")
+    result = _run("detect", str(source), "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 2 and "bad.csv" in result.stderr and "row 3" in result.stderr
+    assert not (tmp_path / "out" / "bad.csv").exists()
