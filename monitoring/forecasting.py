@@ -27,6 +27,9 @@ LOESS_POINTS_PER_CYCLE = 10
 SCALE_BOUNDS = (0.5, 3.0)
 # Cycles of history needed before a seasonal component can be estimated at all.
 MIN_CYCLES = 2
+# Two weeks leave each hour-of-week with two samples: too few for a weekly component that
+# helps more than it adds noise, so the weekly cycle waits for a third week.
+WEEKLY_MIN_CYCLES = 3
 
 
 class InsufficientHistory(ValueError):
@@ -95,8 +98,15 @@ def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:
 
 def season_lengths_for(step: pd.Timedelta, n_points: int) -> tuple[int, ...]:
     """The daily and weekly cycles (in steps) that the history covers at least twice."""
-    seasons = [int(round(span / step)) for span in (DAY, WEEK)]
-    return tuple(s for s in seasons if s >= 2 and n_points >= MIN_CYCLES * s)
+    daily, weekly = (int(round(span / step)) for span in (DAY, WEEK))
+    cycles = ((daily, MIN_CYCLES), (weekly, WEEKLY_MIN_CYCLES))
+    return tuple(s for s, k in cycles if s >= 2 and n_points >= k * s)
+
+
+def season_lengths_for_count(seasons: tuple[int, ...], n_points: int) -> tuple[int, ...]:
+    """The subset of `seasons` still estimable from `n_points` (e.g. one day fewer)."""
+    needs = (MIN_CYCLES, WEEKLY_MIN_CYCLES)
+    return tuple(s for s, k in zip(seasons, needs, strict=False) if n_points >= k * s)
 
 
 def prepare_history(series: pd.Series) -> tuple[np.ndarray, pd.Timedelta]:
@@ -113,37 +123,59 @@ def prepare_history(series: pd.Series) -> tuple[np.ndarray, pd.Timedelta]:
 def fit_predict(
     values: np.ndarray, seasons: tuple[int, ...], horizon: int, levels: tuple[int, ...]
 ) -> dict[str, np.ndarray]:
-    jump = max(1, seasons[0] // LOESS_POINTS_PER_CYCLE)
-    model = MSTL(
-        season_length=list(seasons),
-        trend_forecaster=AutoETS(model="ZZN"),
-        stl_kwargs={"seasonal_jump": jump, "trend_jump": jump, "low_pass_jump": jump},
-    )
+    """MSTL with an AutoETS trend over `seasons`; plain AutoETS when `seasons` is empty."""
+    trend = AutoETS(model="ZZN")
+    if seasons:
+        jump = max(1, seasons[0] // LOESS_POINTS_PER_CYCLE)
+        kwargs = {"seasonal_jump": jump, "trend_jump": jump, "low_pass_jump": jump}
+        model: MSTL | AutoETS = MSTL(list(seasons), trend_forecaster=trend, stl_kwargs=kwargs)
+    else:
+        model = trend
     out = model.fit(values).predict(h=horizon, level=list(levels))
     return {key: np.asarray(col, dtype=float) for key, col in out.items()}
 
 
-def interval_scales(
-    values: np.ndarray, seasons: tuple[int, ...], levels: tuple[int, ...]
-) -> dict[int, float]:
-    """How much to widen (or narrow) each native interval so it covers the last held-out day.
+@dataclass(frozen=True)
+class Validation:
+    """A candidate's errors on the last held-out day, and the interval scales they imply."""
 
-    MSTL's intervals come from the trend model alone: the seasonal estimate's own error is
-    left out, so they run narrow on noisy cycles and wide on smooth ones. One extra fit on
-    the history minus its last day measures the real width needed (a split-conformal check).
+    seasons: tuple[int, ...]
+    mae: float
+    scales: dict[int, float]
+
+
+def validate(
+    values: np.ndarray, seasons: tuple[int, ...], day: int, levels: tuple[int, ...]
+) -> Validation:
+    """Fit on the history minus its last day and measure the forecast of that day.
+
+    Native intervals leave out some error (MSTL's come from the trend model alone, not the
+    seasonal estimate), so they run narrow on noisy cycles and wide on smooth ones; the
+    held-out day measures how much to widen or narrow them (a split-conformal check).
     """
-    day = seasons[0]
-    held = values[:-day]
-    usable = tuple(s for s in seasons if len(held) >= MIN_CYCLES * s)
-    if not usable:
-        return {lv: 1.0 for lv in levels}
-    out = fit_predict(held, usable, day, levels)
+    out = fit_predict(values[:-day], seasons, day, levels)
     errors = np.abs(values[-day:] - out["mean"])
     scales = {}
     for lv in levels:
         half = np.maximum((out[f"hi-{lv}"] - out[f"lo-{lv}"]) / 2, 1e-12)
         scales[lv] = float(np.clip(np.quantile(errors / half, lv / 100), *SCALE_BOUNDS))
-    return scales
+    return Validation(seasons, float(np.mean(errors)), scales)
+
+
+def choose_model(
+    values: np.ndarray, seasons: tuple[int, ...], levels: tuple[int, ...]
+) -> tuple[tuple[int, ...], dict[int, float]]:
+    """The seasons to fit (none: plain AutoETS) and the interval scales, from the last day.
+
+    A weak or broken cycle (a CPU series with a level shift) forecasts worse with a seasonal
+    component than without; the held-out day says which, at the cost of two cheap fits.
+    """
+    day = seasons[0]
+    held = season_lengths_for_count(seasons, len(values) - day)
+    if not held:
+        return seasons, {lv: 1.0 for lv in levels}
+    best = min((validate(values, s, day, levels) for s in (held, ())), key=lambda v: v.mae)
+    return (seasons if best.seasons else ()), best.scales
 
 
 def forecast_capacity(
@@ -158,8 +190,8 @@ def forecast_capacity(
     if not seasons or not np.isfinite(values).all():
         needed = MIN_CYCLES * int(round(DAY / step))
         raise InsufficientHistory(needed=needed, got=len(values), step=step)
+    seasons, scales = choose_model(values, seasons, levels)
     out = fit_predict(values, seasons, horizon, levels)
-    scales = interval_scales(values, seasons, levels)
     mean = out["mean"]
     half = {lv: scales[lv] * (out[f"hi-{lv}"] - out[f"lo-{lv}"]) / 2 for lv in levels}
     return Forecast(
@@ -169,6 +201,7 @@ def forecast_capacity(
         upper={lv: mean + half[lv] for lv in levels},
         step=step,
         season_lengths=seasons,
+        model="MSTL+AutoETS" if seasons else "AutoETS",
         history_points=len(values),
     )
 

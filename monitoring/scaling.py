@@ -183,7 +183,9 @@ class PredictiveAutoscaler:
 
     hpa: HorizontalAutoscaler
     startup: timedelta
-    level: int | None = 80
+    # None: the point forecast. Anchored to observed demand it meets the replay's targets;
+    # an upper bound (80, 95) buys more safety for more replica-minutes.
+    level: int | None = None
     # Demand beyond start-up that replicas started now must also cover (one decision period).
     lookahead: timedelta = timedelta(0)
 
