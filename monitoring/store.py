@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     DateTime,
     Float,
@@ -156,34 +157,55 @@ def _insert_for(session: Session) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-def upsert_samples(session: Session, samples: Sequence[Sample], chunk: int = 5000) -> int:
-    """Insert or overwrite samples keyed by (service, timestamp); returns how many were written."""
+def upsert_samples(session: Session, samples: Sequence[Sample], chunk: int = 10_000) -> int:
+    """Insert or overwrite samples keyed by (service, timestamp); returns how many were written.
+
+    The rows go to the driver's executemany as plain tuples: compiling one ORM statement per row
+    would cost several times the database's own work.
+    """
     if not samples:
         return 0
     ids = ensure_services(session, {sample.service for sample in samples})
-    rows = [_row(sample, ids[sample.service]) for sample in _last_per_key(samples)]
-    insert = _insert_for(session)(MetricSample)
-    statement = insert.on_conflict_do_update(
-        index_elements=["service_id", "timestamp"],
-        set_={metric: getattr(insert.excluded, metric) for metric in METRICS},
-    )
+    dialect = session.get_bind().dialect.name
+    stamps = _sqlite_stamps(samples) if dialect == "sqlite" else [s.timestamp for s in samples]
+    rows = [
+        (
+            ids[s.service],
+            stamp,
+            s.cpu_usage,
+            s.memory_usage,
+            s.network_latency,
+            s.error_rate,
+            s.request_count,
+        )
+        for s, stamp in zip(samples, stamps, strict=True)
+    ]
+    # One statement may not touch a row twice (PostgreSQL refuses), so the last sample wins.
+    rows = list({row[:2]: row for row in rows}.values())
+    statement = _upsert_sql(dialect)
+    connection = session.connection()
     for start in range(0, len(rows), chunk):
-        session.execute(statement, rows[start : start + chunk])
+        connection.exec_driver_sql(statement, rows[start : start + chunk])
     return len(rows)
 
 
-def _last_per_key(samples: Sequence[Sample]) -> list[Sample]:
-    # One statement may not touch a row twice (PostgreSQL refuses), so the last sample wins.
-    unique: dict[tuple[str, datetime], Sample] = {}
-    for sample in samples:
-        unique[(sample.service, sample.timestamp)] = sample
-    return list(unique.values())
+def _upsert_sql(dialect: str) -> str:
+    marker = "?" if dialect == "sqlite" else "%s"
+    columns = ("service_id", "timestamp", *METRICS)
+    updates = ", ".join(f"{metric} = excluded.{metric}" for metric in METRICS)
+    return (
+        f"INSERT INTO metric_samples ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))}) "
+        f"ON CONFLICT (service_id, timestamp) DO UPDATE SET {updates}"
+    )
 
 
-def _row(sample: Sample, service_id: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"service_id": service_id, "timestamp": sample.timestamp}
-    row.update({metric: getattr(sample, metric) for metric in METRICS})
-    return row
+def _sqlite_stamps(samples: Sequence[Sample]) -> list[str]:
+    """UTC timestamps in the text form SQLAlchemy's SQLite DateTime reads, converted in one pass."""
+    micros = np.fromiter(
+        (round(s.timestamp.timestamp() * 1e6) for s in samples), np.int64, len(samples)
+    )
+    text = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us")
+    return [value.replace("T", " ") for value in text.tolist()]
 
 
 def count_samples(session: Session, service: str | None = None) -> int:
