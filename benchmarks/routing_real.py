@@ -1,0 +1,317 @@
+"""RelayCore on real sockets: every policy through POST /api/v2/relaycore/message, side by side.
+
+Four backend processes on 127.0.0.1 (benchmarks/relay_backend.py: a JSON endpoint with a
+configurable delay and 2 workers each, so that an endpoint queues when pushed past its
+capacity) sit behind one API process (uvicorn, one worker, the real app on temporary stores).
+For each scenario and policy the same Poisson load, from one seed, is sent open-loop through the
+API; endpoints are registered afresh for every run so no policy inherits another's learning.
+
+Scenarios (base delay 20 ms, 100 ms in the burst):
+- equal: four equal endpoints, at about 40% of their capacity;
+- unequal: delays 1x, 1x, 2x, 4x, at about 55% of capacity;
+- slowdown: one endpoint becomes 20x slower from 30% to 60% of the run (Linkerd's case);
+- fast 503: one endpoint answers 503 at once;
+- burst: twice the capacity for three seconds, 20% priority 9 and 80% priority 1, the router
+  holding at most 2 in flight per endpoint and 200 waiting: high-priority p99 is compared with
+  the unloaded latency, and every low-priority message must be served or refused with a 429.
+
+Also measured: the latency RelayCore adds on loopback, against calling a backend directly.
+
+    .venv/bin/python benchmarks/routing_real.py [--seconds 6] [--rate 150] [--policies ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKEND = ROOT / "benchmarks" / "relay_backend.py"
+POLICIES = ("round_robin", "least_request", "peak_ewma", "adaptive")
+BASE_MS = 20.0
+WORKERS = 2
+HIGH, LOW = 9, 1
+
+
+@dataclass
+class Scenario:
+    name: str
+    factors: list[float]
+    load: float  # share of the endpoints' capacity
+    fail_first: bool = False
+    slowdown: bool = False
+    burst: bool = False
+    max_concurrency: int = 4
+    base_ms: float = BASE_MS
+
+
+SCENARIOS = [
+    Scenario("equal", [1, 1, 1, 1], 0.4),
+    Scenario("unequal 1,1,2,4x", [1, 1, 2, 4], 0.55),
+    Scenario("slowdown 20x", [1, 1, 1, 1], 0.4, slowdown=True),
+    Scenario("fast 503", [1, 1, 1, 1], 0.3, fail_first=True),
+    # Slower endpoints, so that twice their capacity stays well within what the API process
+    # itself can take on two shared cores: the backlog then builds in RelayCore's queue.
+    Scenario("burst 2x, mixed priority", [1, 1, 1, 1], 2.0, burst=True, max_concurrency=WORKERS,
+             base_ms=100.0),
+]
+
+
+@dataclass
+class Outcome:
+    sent_at: float
+    priority: int
+    status: int
+    latency_s: float
+    endpoint: str | None
+
+
+@dataclass
+class Run:
+    scenario: str
+    policy: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    def percentile_ms(self, q: float, priority: int | None = None) -> float:
+        values = sorted(o.latency_s for o in self.outcomes
+                        if o.status == 200 and priority in (None, o.priority))
+        if not values:
+            return float("nan")
+        return values[min(int(q / 100 * len(values)), len(values) - 1)] * 1000
+
+    def success(self) -> float:
+        return sum(o.status == 200 for o in self.outcomes) / max(len(self.outcomes), 1)
+
+    def statuses(self, priority: int | None = None) -> Counter[int]:
+        return Counter(o.status for o in self.outcomes if priority in (None, o.priority))
+
+    def share(self) -> dict[str, float]:
+        total = sum(self.attempts.values()) or 1
+        return {k: round(v / total, 3) for k, v in sorted(self.attempts.items())}
+
+
+def spawn_backends(specs: list[tuple[float, int | None]]) -> list[tuple[subprocess.Popen[str], str]]:
+    """One process per (delay_ms, fail_status), started together; (process, base URL) each."""
+    processes = []
+    for i, (delay_ms, fail_status) in enumerate(specs):
+        command = [sys.executable, str(BACKEND), "--name", f"b{i}", "--delay-ms", str(delay_ms),
+                   "--workers", str(WORKERS)]
+        if fail_status:
+            command += ["--fail-status", str(fail_status)]
+        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+    found = []
+    for process in processes:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().split()[1])
+        found.append((process, f"http://127.0.0.1:{port}"))
+    return found
+
+
+@contextmanager
+def api_server(workdir: Path, port: int) -> Iterator[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "DATABASE_URL": f"sqlite:///{workdir / 'store.db'}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+           "OPTUNA_STORAGE": f"sqlite:///{workdir / 'optuna.db'}",
+           "MODEL_SAVE_PATH": str(workdir / "models"), "MODEL_RELOAD_INTERVAL": "3600",
+           "RELAYCORE_QUEUE_CAPACITY": "200"}
+    for name in ("API_KEY", "RELAYCORE_ENDPOINTS", "ENVIRONMENT"):
+        env.pop(name, None)
+    log = (workdir / "api.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory",
+                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                                "--no-access-log"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/api/v2/relaycore/status", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    try:
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def arrivals(rate: float, seconds: float, burst: bool, seed: int) -> list[tuple[float, int]]:
+    rng = random.Random(seed)
+    out, t = [], 0.0
+    while True:
+        t += rng.expovariate(rate)
+        if t >= seconds:
+            return out
+        out.append((t, HIGH if (burst and rng.random() < 0.2) else (LOW if burst else 5)))
+
+
+async def send_load(client: httpx.AsyncClient, base: str, plan: list[tuple[float, int]],
+                    controls: list[tuple[float, str, dict[str, Any]]]) -> list[Outcome]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    outcomes: list[Outcome] = []
+
+    async def one(at: float, priority: int, i: int) -> None:
+        await asyncio.sleep(max(start + at - loop.time(), 0))
+        sent = loop.time()
+        try:
+            response = await client.post(base + "/api/v2/relaycore/message",
+                                         json={"payload": {"id": i}, "priority": priority})
+            status = response.status_code
+            endpoint = response.json().get("endpoint") if status == 200 else None
+        except httpx.HTTPError:
+            status, endpoint = 599, None
+        outcomes.append(Outcome(sent - start, priority, status, loop.time() - sent, endpoint))
+
+    async def control(at: float, url: str, body: dict[str, Any]) -> None:
+        await asyncio.sleep(max(start + at - loop.time(), 0))
+        await client.post(url + "/__control", json=body)
+
+    await asyncio.gather(*(one(at, p, i) for i, (at, p) in enumerate(plan)),
+                         *(control(*c) for c in controls))
+    return outcomes
+
+
+async def run_scenario(base: str, scenario: Scenario, policy: str, urls: list[str],
+                       seconds: float, rate: float, seed: int) -> Run:
+    names = [f"{scenario.name.split()[0]}-{policy}-{i}" for i in range(len(urls))]
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        await client.put(base + "/api/v2/relaycore/policy", json={"policy": policy})
+        for name, url in zip(names, urls, strict=True):
+            (await client.post(base + "/api/v2/relaycore/endpoints", json={
+                "name": name, "url": url + "/work", "max_concurrency": scenario.max_concurrency})
+             ).raise_for_status()
+        controls: list[tuple[float, str, dict[str, Any]]] = []
+        if scenario.slowdown:
+            controls = [(0.3 * seconds, urls[0], {"delay_ms": 20 * scenario.base_ms}),
+                        (0.6 * seconds, urls[0], {"delay_ms": scenario.base_ms})]
+        load_s = 3.0 if scenario.burst else seconds
+        plan = arrivals(rate, load_s, scenario.burst, seed)
+        run = Run(scenario.name, policy, await send_load(client, base, plan, controls))
+        status = (await client.get(base + "/api/v2/relaycore/status")).json()
+        run.attempts = {e["name"].rsplit("-", 1)[1]: e["completed"] for e in status["endpoints"]}
+        for name in names:
+            await client.delete(f"{base}/api/v2/relaycore/endpoints/{name}")
+    return run
+
+
+async def added_latency(base: str, direct_url: str, n: int = 300) -> dict[str, float]:
+    """Sequential calls to one idle 0-ms backend, directly and through RelayCore."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        await client.post(base + "/api/v2/relaycore/endpoints", json={"name": "direct", "url": direct_url + "/work"})
+
+        async def timed(url: str, body: dict[str, Any]) -> list[float]:
+            out = []
+            for i in range(n):
+                start = time.perf_counter()
+                (await client.post(url, json=body | {"i": i} if "payload" not in body else body)).raise_for_status()
+                out.append(time.perf_counter() - start)
+            return sorted(out)
+
+        direct = await timed(direct_url + "/work", {"id": 1})
+        routed = await timed(base + "/api/v2/relaycore/message", {"payload": {"id": 1}})
+        await client.delete(base + "/api/v2/relaycore/endpoints/direct")
+    p = lambda v, q: v[min(int(q / 100 * len(v)), len(v) - 1)] * 1000  # noqa: E731
+    return {"direct_p50_ms": p(direct, 50), "direct_p99_ms": p(direct, 99),
+            "relaycore_p50_ms": p(routed, 50), "relaycore_p99_ms": p(routed, 99),
+            "added_p50_ms": p(routed, 50) - p(direct, 50), "added_p99_ms": p(routed, 99) - p(direct, 99)}
+
+
+def report(run: Run, unloaded_ms: float) -> dict[str, Any]:
+    """The figures of one run; `unloaded_ms` is one call's latency through RelayCore at rest."""
+    row: dict[str, Any] = {"scenario": run.scenario, "policy": run.policy, "messages": len(run.outcomes),
+                           "p50_ms": run.percentile_ms(50), "p99_ms": run.percentile_ms(99),
+                           "p999_ms": run.percentile_ms(99.9), "success": run.success(),
+                           "share": run.share(), "statuses": dict(run.statuses())}
+    if "burst" in run.scenario:
+        low = run.statuses(LOW)
+        row |= {"high_p99_ms": run.percentile_ms(99, HIGH),
+                "high_p99_vs_unloaded": run.percentile_ms(99, HIGH) / unloaded_ms,
+                "low_served": low[200], "low_429": low[429],
+                "low_other": sum(v for k, v in low.items() if k not in (200, 429))}
+    return row
+
+
+def print_row(row: dict[str, Any]) -> None:
+    share = " ".join(f"{k}:{v:.2f}" for k, v in row["share"].items())
+    line = (f"  {row['policy']:<14} n={row['messages']:<5} p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:8.1f}"
+            f"  p99.9 {row['p999_ms']:8.1f} ms  success {row['success'] * 100:6.2f}%  share {share}")
+    if "high_p99_ms" in row:
+        line += (f"\n  {'':<14} high-priority p99 {row['high_p99_ms']:.1f} ms = "
+                 f"{row['high_p99_vs_unloaded']:.2f}x unloaded; low: {row['low_served']} served, "
+                 f"{row['low_429']} refused 429, {row['low_other']} other")
+    print(line, flush=True)
+
+
+async def main_async(args: argparse.Namespace, base: str) -> dict[str, Any]:
+    results: dict[str, Any] = {"runs": []}
+    [(process, url)] = spawn_backends([(0.0, None)])
+    try:
+        results["overhead"] = await added_latency(base, url)
+    finally:
+        process.kill()
+    o = results["overhead"]
+    print(f"added latency on loopback: p50 {o['added_p50_ms']:.2f} ms (direct {o['direct_p50_ms']:.2f},"
+          f" via RelayCore {o['relaycore_p50_ms']:.2f}), p99 {o['added_p99_ms']:.2f} ms", flush=True)
+    for scenario in SCENARIOS:
+        print(f"\n{scenario.name}", flush=True)
+        for policy in args.policies:
+            backends = spawn_backends([(scenario.base_ms * f, 503 if scenario.fail_first and i == 0 else None)
+                                       for i, f in enumerate(scenario.factors)])
+            capacity = sum(WORKERS / (scenario.base_ms * f / 1000) for f in scenario.factors)
+            rate = min(args.rate, scenario.load * capacity) if not scenario.burst else scenario.load * capacity
+            try:
+                run = await run_scenario(base, scenario, policy, [u for _, u in backends],
+                                         args.seconds, rate, args.seed)
+            finally:
+                for process, _ in backends:
+                    process.kill()
+            row = report(run, scenario.base_ms + o["relaycore_p50_ms"])
+            results["runs"].append(row)
+            print_row(row)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=150.0, help="messages per second at most")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES))
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="routing-real-"))
+    try:
+        with api_server(workdir, args.port) as base:
+            results = asyncio.run(main_async(args, base))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out = ROOT / "benchmarks" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "routing_real.json").write_text(json.dumps(results, indent=2))
+    print(f"\nwhole run {time.monotonic() - started:.0f} s; figures in benchmarks/out/routing_real.json")
+
+
+if __name__ == "__main__":
+    main()
