@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,8 @@ TREND_METRICS = ("latency", "error_rate", "memory")
 MAX_PROJECTED_RISE = 3.0
 # How long before an incident an alarm still counts as predicting it.
 ALARM_LOOKAHEAD = pd.Timedelta(hours=1)
+# A projection below this fraction of its objective says nothing about missing it.
+OBJECTIVE_FLOOR = 0.8
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class ServiceSignals:
     metrics: Mapping[str, Sequence[float]]
     open_anomalies: int = 0
     max_anomaly_score: float = 0.0
+    # Objective limits per metric (e.g. latency 250 ms): the trend is projected against them.
+    objectives: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class RiskWeights:
     score: float = 5.0
     trend: float = 2.5
     anomaly: float = 2.5
+    objective: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,37 @@ def trend_factors(signals: ServiceSignals, horizon: int, weight: float) -> list[
     return factors
 
 
+def projected_value(values: Sequence[float], horizon: int) -> float | None:
+    """Where the least-squares line through the window will be `horizon` steps after it."""
+    y = np.asarray(values, dtype=float)
+    y = y[np.isfinite(y)]
+    if y.size < 3:
+        return None
+    slope, intercept = np.polyfit(np.arange(y.size), y, 1)
+    return float(intercept + slope * (y.size - 1 + horizon))
+
+
+def objective_factors(signals: ServiceSignals, horizon: int, weight: float) -> list[RiskFactor]:
+    """Projected breaches: 0 below 80% of the objective, 1 at it, capped at 2 (120%)."""
+    factors = []
+    for name, limit in signals.objectives.items():
+        projected = projected_value(signals.metrics.get(name, ()), horizon)
+        if projected is None or limit <= 0:
+            continue
+        closeness = float(
+            np.clip((projected / limit - OBJECTIVE_FLOOR) / (1 - OBJECTIVE_FLOOR), 0, 2)
+        )
+        factors.append(
+            RiskFactor(
+                f"{name}_objective",
+                projected,
+                weight * closeness,
+                f"{name} projected at {projected:.4g} vs objective {limit:g}",
+            )
+        )
+    return factors
+
+
 def score_factor(signals: ServiceSignals, weight: float) -> RiskFactor | None:
     if signals.performance_score is None:
         return None
@@ -121,6 +157,7 @@ def failure_risk(
         if f is not None
     ]
     factors += trend_factors(signals, horizon_steps, w.trend)
+    factors += objective_factors(signals, horizon_steps, w.objective)
     z = w.bias + sum(f.contribution for f in factors)
     ranked = sorted(factors, key=lambda f: f.contribution, reverse=True)
     return FailureRisk(1.0 / (1.0 + math.exp(-z)), horizon_steps, tuple(ranked))

@@ -70,7 +70,7 @@ class Proposal:
     kind: ActionKind
     target: str
     reason: str
-    params: dict[str, object]
+    params: Mapping[str, object]
     undo: str | None
 
 

@@ -82,3 +82,11 @@ def test_risk_series_uses_only_trailing_rows() -> None:
     changed = frame.copy()
     changed.iloc[25:] = 1.0
     assert risk_series(frame).iloc[:25].equals(risk_series(changed).iloc[:25])
+
+
+def test_risk_projected_objective_breach_raises_risk_before_breach() -> None:
+    climbing = dict(FLAT, memory=list(np.linspace(70, 85, 12)))  # still under the 90 limit
+    calm = failure_risk(ServiceSignals(None, FLAT, objectives={"memory": 90.0})).risk
+    ahead = failure_risk(ServiceSignals(None, climbing, objectives={"memory": 90.0}), 12)
+    assert ahead.risk > 0.5 > calm
+    assert ahead.factors[0].name == "memory_objective"
