@@ -106,7 +106,7 @@ def model_error(engine: Any, keyed: list[tuple[str, datetime, float, str]]) -> d
     from monitoring.neuroweaver.labels import HORIZON_MINUTES, TARGET, label_frame, samples_frame
     from monitoring.store import read_samples
 
-    empty = {"compared": 0, "mae": None, "rmse": None, "by_version": {}}
+    empty: dict[str, Any] = {"compared": 0, "mae": None, "rmse": None, "by_version": {}}
     if not keyed:
         return empty
     from sqlalchemy.orm import Session

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def _input_example(root: Path) -> np.ndarray:
 
     try:
         model_dir = _find(root, "MLmodel").parent
-        frame = Model.load(model_dir).load_input_example(str(model_dir))
+        frame: Any = Model.load(model_dir).load_input_example(str(model_dir))
     except ModelLoadError:
         raise
     except Exception as exc:

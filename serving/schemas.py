@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitoring.samples import BOUNDS
 
-EXAMPLE_SAMPLE = {"cpu_usage": 85.0, "memory_usage": 70.0, "network_latency": 200.0,
+EXAMPLE_SAMPLE: dict[str, Any] = {"cpu_usage": 85.0, "memory_usage": 70.0, "network_latency": 200.0,
                   "error_rate": 3.0, "request_count": 2000.0}
 
 

@@ -52,9 +52,9 @@ async def _has_deployment(client: Any) -> bool:
 
 async def _via_deployment(client: Any, parameters: dict[str, Any]) -> StartedRun:
     """A worker serving the deployment picks the run up, as if started from the Prefect UI."""
-    from prefect.deployments import run_deployment
+    from prefect.deployments.flow_runs import arun_deployment
 
-    run = await run_deployment(DEPLOYMENT, client=client, parameters=parameters, timeout=0,
+    run = await arun_deployment(DEPLOYMENT, client=client, parameters=parameters, timeout=0,
                                as_subflow=False, tags=["api"])
     return StartedRun(str(run.id), run.name, run.state_name, DEPLOYMENT)
 

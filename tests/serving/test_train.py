@@ -82,3 +82,31 @@ def test_train_invalid_body_is_422(client: TestClient, body: dict, reason: str) 
 
 def test_training_status_lists_no_runs_on_a_fresh_store(client: TestClient) -> None:
     assert client.get("/api/v2/neuroweaver/status").json() == {"enabled": True, "running": 0, "runs": []}
+
+
+def _with_deployment(action: str, deployment_id: object = None) -> object:
+    from prefect.client.orchestration import get_client
+
+    from flows.train import train_flow
+
+    async def run() -> object:
+        if action == "create":
+            return await (await train_flow.ato_deployment(name="daily")).apply()
+        async with get_client() as prefect:
+            await prefect.delete_deployment(deployment_id)
+        return None
+
+    return asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_train_with_deployment_schedules_a_run_for_its_worker(prefect_client: TestClient) -> None:
+    deployment_id = _with_deployment("create")
+    try:
+        response = prefect_client.post(TRAIN, json={"trials": 2})
+        assert response.status_code == 202
+        started = response.json()
+        assert started["deployment"] == "neuroweaver-train/daily"
+        assert flow_run_state(started["flow_run_id"]) == "Scheduled"  # no worker here to pick it up
+    finally:
+        _with_deployment("delete", deployment_id)
