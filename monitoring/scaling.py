@@ -132,7 +132,6 @@ class HorizontalAutoscaler:
         metrics: Sequence[MetricSample],
         proposal: int,
         reasons: list[str],
-        **forecast: object,
     ) -> Recommendation:
         """Apply the rate policies and replica bounds, and record the change as applied."""
         desired = self.limited(now, current, proposal, reasons)
@@ -146,7 +145,6 @@ class HorizontalAutoscaler:
             now,
             tuple(reasons),
             proposal,
-            **forecast,  # type: ignore[arg-type]
         )
 
     def added_since(self, now: datetime, period: timedelta, sign: int) -> int:
