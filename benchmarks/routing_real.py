@@ -156,7 +156,8 @@ def api_server(workdir: Path, port: int) -> Iterator[str]:
 
 def arrivals(rate: float, seconds: float, burst: bool, seed: int) -> list[tuple[float, int]]:
     rng = random.Random(seed)
-    out, t = [], 0.0
+    out: list[tuple[float, int]] = []
+    t = 0.0
     while True:
         t += rng.expovariate(rate)
         if t >= seconds:

@@ -15,7 +15,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Index, Integer, String, Text, and_, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Index,
+    Integer,
+    String,
+    Text,
+    and_,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -77,7 +89,7 @@ def enqueue(engine: Engine, payload: Any, *, priority: int, max_attempts: int,
            "next_attempt_at": now, "created_at": now, "updated_at": now,
            "expires_at": None if deadline_s is None else now + timedelta(seconds=deadline_s)}
     with engine.begin() as connection:
-        connection.execute(RelayMessage.__table__.insert(), [row])
+        connection.execute(insert(RelayMessage), [row])
     return message_id
 
 
@@ -104,6 +116,7 @@ def claim(engine: Engine, limit: int, lease_s: float, now: datetime | None = Non
     due = select(m.id).where(_claimable(now)).order_by(m.priority.desc(), m.next_attempt_at)
     due = due.limit(limit)
     with engine.begin() as connection:
+        target: ColumnElement[bool]
         if connection.dialect.name == "postgresql":
             ids = list(connection.scalars(due.with_for_update(skip_locked=True)))
             if not ids:
