@@ -165,7 +165,7 @@ def train_flow(
     ] = 7.0,
     max_epochs: Annotated[
         int, Field(ge=1, le=500, description="upper bound of the searched epochs")
-    ] = 25,
+    ] = 20,
     data: list[dict[str, Any]] | None = None,
     study_name: str | None = None,
 ) -> dict[str, Any]:

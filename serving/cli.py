@@ -75,7 +75,7 @@ def train(
     trials: Annotated[int, typer.Option(min=1, help="Optuna trials")] = 20,
     timeout: Annotated[float, typer.Option(min=1, help="search time limit in seconds")] = 480.0,
     window_days: Annotated[float, typer.Option(min=0.01, help="days of history to train on")] = 7.0,
-    max_epochs: Annotated[int, typer.Option(min=1, help="largest epoch count searched")] = 25,
+    max_epochs: Annotated[int, typer.Option(min=1, help="largest epoch count searched")] = 20,
     data: Annotated[
         Path | None, typer.Option(help="JSON file of labelled rows to train on")
     ] = None,

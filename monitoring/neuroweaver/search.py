@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import optuna
 import sqlalchemy.exc
+import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -29,7 +30,7 @@ class SearchSettings:
     timeout_s: float | None = 480.0
     storage: str = "sqlite:///data/optuna.db"
     study_name: str = "neuroweaver"
-    max_epochs: int = 25
+    max_epochs: int = 20
     prune: bool = True
     seed: int | None = None
 
@@ -56,7 +57,7 @@ def suggest(trial: optuna.Trial, max_epochs: int) -> Hyperparameters:
         arch=arch,
         learning_rate=trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
         weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-        batch_size=trial.suggest_categorical("batch_size", [128, 256, 512]),
+        batch_size=trial.suggest_categorical("batch_size", [256, 512, 1024]),
         epochs=trial.suggest_int("epochs", min(3, max_epochs), max_epochs),
     )
 
@@ -145,6 +146,8 @@ def run_search(
     progress: ProgressCallback | None = None,
 ) -> SearchResult:
     """Runs this worker's share of the study; returns the best model it trained itself."""
+    # A small MLP gains nothing from intra-op threads; one per worker keeps workers from contending.
+    torch.set_num_threads(1)
     logger = _TrialLogger(experiment_id, parent_run_id)
     best: dict[str, object] = {}
     losses: dict[int, float] = {}
