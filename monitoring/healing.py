@@ -119,6 +119,7 @@ class HealingEngine:
             params=dict(proposal.params),
             undo=proposal.undo,
             updated_at=now,
+            mode=mode,
         )
         if self.rate_limited(service, proposal.kind, now):
             action.state = ActionState.RATE_LIMITED
@@ -182,6 +183,7 @@ class HealingEngine:
             undo=None,
             approved_by=by,
             undo_of=action_id,
+            mode=None,
         )
         self.repository.add(inverse)
         done = self.execute(inverse)

@@ -70,6 +70,7 @@ class Action:
     updated_at: datetime | None = None
     approved_by: str | None = None
     undo_of: str | None = None
+    mode: Mode | None = None  # the mode it was submitted in (None: an undo or a manual action)
 
 
 @dataclass(frozen=True)

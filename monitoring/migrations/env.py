@@ -2,6 +2,8 @@
 
 from alembic import context
 
+import monitoring.orchestrator_store  # noqa: F401  (its tables join Base.metadata)
+import serving.relaycore.durable  # noqa: F401
 from monitoring.store import Base, make_engine
 
 config = context.config
