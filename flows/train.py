@@ -109,6 +109,9 @@ def baselines(split: Split, parent: ParentRun) -> dict[str, float]:
 @task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
 def register_best(result: SearchResult, split: Split, parent: ParentRun) -> str:
     x_train, _ = xy(split.train)
+    # Resuming a run needs the active experiment to be its own; another part of this process
+    # (RelayCore's tuning, say) may have set a different one.
+    mlflow.set_experiment(experiment_id=parent.experiment_id)
     with mlflow.start_run(run_id=parent.run_id):
         return registry.register(result.model, get_settings().model_name, x_train)
 
