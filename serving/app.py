@@ -28,6 +28,7 @@ from serving import live, models
 from serving.batching import MicroBatcher
 from serving.events import EventHub, set_default_hub
 from serving.middleware import BodySizeLimit, RequestTimer
+from serving.orchestrator.api import router as orchestrator_router
 from serving.relaycore.api import router as relaycore_router
 from serving.routers import analytics, dashboard, ecosystem, health, ingest, neuroweaver, registry
 from serving.security import require_api_key
@@ -36,7 +37,7 @@ from serving.state import AppState, StoreUnavailable
 
 log = logging.getLogger(__name__)
 ROUTERS = [health.router, neuroweaver.router, registry.router, ingest.router, ecosystem.router,
-           analytics.router, dashboard.router, relaycore_router]
+           analytics.router, dashboard.router, relaycore_router, orchestrator_router]
 FIRST_LOAD_TIMEOUT_S = 60.0
 
 

@@ -1,0 +1,95 @@
+"""Executors that act inside the API process: RelayCore drain and restore, and the served model.
+
+Handlers run the orchestrator in a worker thread; the router belongs to the event loop, so
+drain and restore hop onto the loop to change it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from monitoring.healing_actions import Action, ActionKind, ActionResult, Executor
+from monitoring.healing_executors import base_executors, endpoint_data, rollback_champion
+from monitoring.healing_policy import EndpointHealth
+from monitoring.orchestrator_config import OrchestratorSettings
+from serving.relaycore.service import RelayCore
+from serving.state import AppState
+
+T = TypeVar("T")
+LOOP_TIMEOUT_S = 10.0
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> T:
+    async def run() -> T:
+        return call()
+
+    return asyncio.run_coroutine_threadsafe(run(), loop).result(LOOP_TIMEOUT_S)
+
+
+def relay_drain(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor:
+    def drain(action: Action) -> ActionResult:
+        name = str(action.params["endpoint"])
+        try:
+            endpoint = on_loop(loop, lambda: relay.router.remove(name))
+        except Exception as exc:  # UnknownEndpoint and the like: a result, not a crash
+            return ActionResult(False, f"RelayCore refused: {exc}")
+        found = {"url": endpoint.url, "service": endpoint.service,
+                 "max_concurrency": endpoint.max_concurrency}
+        return ActionResult(True, f"drained {name} from RelayCore", endpoint_data(found))
+
+    return drain
+
+
+def relay_restore(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor:
+    def restore(action: Action) -> ActionResult:
+        p = action.params
+        name, url = str(p["endpoint"]), p.get("url")
+        if not url:
+            return ActionResult(False, f"no URL recorded for {name}: cannot restore")
+        extra: dict[str, Any] = {"service": p.get("service")}
+        if p.get("max_concurrency"):
+            extra["max_concurrency"] = int(p["max_concurrency"])
+        try:
+            on_loop(loop, lambda: relay.router.register(name, str(url), **extra))
+        except Exception as exc:
+            return ActionResult(False, f"RelayCore refused: {exc}")
+        return ActionResult(True, f"restored {name} in RelayCore")
+
+    return restore
+
+
+def relay_endpoints(relay: RelayCore | None) -> Callable[[str, float], list[EndpointHealth]]:
+    def endpoints(service: str, anomaly_score: float) -> list[EndpointHealth]:
+        if relay is None:
+            return []
+        return [EndpointHealth(e.name, e.error_rate, False, anomaly_score)
+                for e in relay.router.status().endpoints if e.service == service]
+
+    return endpoints
+
+
+def rollback_and_reload(state: AppState) -> Executor:
+    """Moves the alias, then has the served model follow at once rather than at the next poll."""
+
+    def run(action: Action) -> ActionResult:
+        outcome = rollback_champion(action)
+        if outcome.ok and action.params.get("model") == state.holder.name:
+            try:
+                state.holder.reload()
+            except Exception as exc:  # the poller will retry; the alias has moved regardless
+                return ActionResult(True, f"{outcome.detail}; reload deferred: {exc}")
+        return outcome
+
+    return run
+
+
+def api_executors(state: AppState, relay: RelayCore | None, loop: asyncio.AbstractEventLoop,
+                  settings: OrchestratorSettings) -> dict[ActionKind, Executor]:
+    found = base_executors(settings)
+    found[ActionKind.ROLLBACK_CHAMPION] = rollback_and_reload(state)
+    if relay is not None:
+        found[ActionKind.DRAIN_ENDPOINT] = relay_drain(relay, loop)
+        found[ActionKind.RESTORE_ENDPOINT] = relay_restore(relay, loop)
+    return found
