@@ -51,7 +51,7 @@ PREFIX = "/api/v2/ai"
 ANOMALY_POLL_S = 2.0
 Metric = Literal["cpu_usage", "memory_usage", "network_latency", "error_rate", "request_count"]
 Severity = Literal["low", "medium", "high", "critical"]
-_404 = {404: {"description": "unknown service or action"}}
+_404: dict[int | str, dict[str, Any]] = {404: {"description": "unknown service or action"}}
 
 
 @contextlib.asynccontextmanager

@@ -77,6 +77,7 @@ def test_detect_service_twice_scores_only_new_rows(engine: Engine) -> None:
     assert len(stored) == len(first)
 
 
+@pytest.mark.slow
 def test_detect_service_in_steps_matches_one_pass(engine: Engine) -> None:
     settings = OrchestratorSettings()
     start = NOW - timedelta(hours=settings.detector_first_lookback_hours)

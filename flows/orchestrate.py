@@ -1,0 +1,117 @@
+"""The orchestration flow: detect anomalies, assess each service, decide and heal (every 5 min).
+
+The API process publishes the anomalies this flow stores on its WebSocket (it watches the
+table), so the flow needs no connection to the API, except for RelayCore drain and restore
+(ORCHESTRATOR_API_URL).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.ingest import store_engine
+from monitoring import orchestrator
+from monitoring.healing_actions import Mode
+from monitoring.healing_executors import base_executors, http_endpoints
+from monitoring.healing_policy import ModelHealth
+from monitoring.insights import Assessment, Predictor
+from monitoring.orchestrator_config import get_orchestrator_settings
+from serving.settings import get_settings
+
+
+def _context(
+    predictor: Predictor | None = None, model: ModelHealth | None = None
+) -> orchestrator.OrchestratorContext:
+    settings, config = get_settings(), get_orchestrator_settings()
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    context = orchestrator.OrchestratorContext(
+        engine=store_engine(settings.database_url),
+        settings=config,
+        predictor=predictor,
+        model=model,
+        executors=base_executors(config, key),
+    )
+    if config.orchestrator_api_url:
+        context.endpoints = http_endpoints(config)
+    return context
+
+
+@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def list_services() -> list[str]:
+    return orchestrator.known_services(_context().engine)
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def load_champion(now: datetime) -> tuple[Predictor | None, ModelHealth | None]:
+    """NeuroWeaver's champion and its recent health; (None, None) when there is none."""
+    import mlflow
+
+    from monitoring.model_health import model_health
+    from monitoring.neuroweaver import registry
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    if registry.current_champion(settings.model_name, settings.model_alias) is None:
+        return None, None
+    try:
+        model, version = registry.load_version(settings.model_name, settings.model_alias)
+    except registry.ModelLoadError as exc:
+        get_run_logger().warning("no predicted score this run: %s", exc)
+        return None, None
+    engine = store_engine(settings.database_url)
+    health = model_health(
+        engine, model.predict, settings.model_name, version, settings.model_alias, now
+    )
+    return model.predict, health
+
+
+@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def detect(service: str, now: datetime) -> list[dict[str, Any]]:
+    """Scores the service's new samples; stores and returns the anomalies that opened."""
+    return orchestrator.detect_service(_context().engine, service, now, get_orchestrator_settings())
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def assess(service: str, now: datetime, predictor: Predictor | None) -> Assessment:
+    engine = _context().engine
+    return orchestrator.assess_service(engine, service, now, predictor, get_orchestrator_settings())
+
+
+# No retries: a healing action runs once, and a failure is recorded, never repeated.
+@task(cache_policy=NO_CACHE)
+def heal(
+    assessments: list[Assessment], model: ModelHealth | None, mode: Mode
+) -> list[dict[str, Any]]:
+    actions = orchestrator.heal(_context(model=model), assessments, mode, "orchestrate-flow")
+    return [
+        {"id": a.id, "kind": str(a.kind), "service": a.service, "state": str(a.state)}
+        for a in actions
+    ]
+
+
+@flow(name="ai-orchestrate", log_prints=True)
+def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) -> dict[str, Any]:
+    """Detect, assess and heal over the metric store; healing follows HEALING_MODE unless `mode`."""
+    logger = get_run_logger()
+    now = (as_of or datetime.now(UTC)).astimezone(UTC)
+    mode = mode or get_orchestrator_settings().healing_mode
+    services = list_services()
+    new = [a for s in services for a in detect(s, now)]
+    predictor, model = load_champion(now)
+    assessments = [assess(s, now, predictor) for s in services]
+    actions = heal(assessments, model, mode)
+    for a in actions:
+        logger.info("action %s %s for %s: %s", a["id"], a["kind"], a["service"], a["state"])
+    logger.info("%d services, %d new anomalies, %d actions", len(services), len(new), len(actions))
+    return {
+        "at": now.isoformat(),
+        "mode": str(mode),
+        "services": services,
+        "new_anomalies": new,
+        "risks": {a.service: None if a.risk is None else a.risk.risk for a in assessments},
+        "actions": actions,
+    }
