@@ -1,0 +1,40 @@
+"""prefect.yaml: every deployment points at a real flow, on a schedule, with enforced parameters."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect import Flow
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+EXPECTED = {"every-minute": "* * * * *", "daily": "0 3 * * *", "every-five-minutes": "*/5 * * * *"}
+
+
+def _flow(entrypoint: str) -> Flow:
+    path, name = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+def test_deployments_have_the_documented_schedules() -> None:
+    assert {d["name"]: d["schedules"][0]["cron"] for d in DEPLOYMENTS} == EXPECTED
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_deployment_entrypoint_is_a_flow_accepting_its_parameters(deployment: dict) -> None:
+    flow = _flow(deployment["entrypoint"])
+    assert isinstance(flow, Flow)
+    flow.validate_parameters(deployment.get("parameters", {}))
+    assert deployment["enforce_parameter_schema"] is True
+    assert deployment["work_pool"]["name"] == "automatrix"
+
+
+def test_training_deployment_schema_refuses_invalid_trials() -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError):
+        _flow("flows/train.py:train_flow").validate_parameters({"trials": -3})
