@@ -20,9 +20,10 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
+from starlette.requests import ClientDisconnect
 
 from serving import live, models
 from serving.batching import MicroBatcher
@@ -122,6 +123,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -141,6 +143,10 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 async def _store_unavailable(_request: Request, exc: StoreUnavailable) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
+async def _client_gone(_request: Request, _exc: ClientDisconnect) -> Response:
+    return Response(status_code=499)  # nobody reads it; the client left mid-request
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
