@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import mlflow
-import numpy as np
 from mlflow import MlflowClient
 
 from monitoring.neuroweaver.labels import label_frame, samples_frame, xy
@@ -31,39 +31,61 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=10)
     parser.add_argument("--trials", type=int, default=SearchSettings().trials)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="searches per setting, seeds seed..seed+repeat-1"
+    )
     args = parser.parse_args()
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     end = datetime(2026, 3, 9, tzinfo=UTC)
-    window = simulate(end - timedelta(days=args.days), end, [f"svc-{i}" for i in range(args.services)])
+    window = simulate(
+        end - timedelta(days=args.days), end, [f"svc-{i}" for i in range(args.services)]
+    )
     split = split_by_time(label_frame(samples_frame(window.samples)))
-    print(f"{len(window.samples):,} samples; train/val/test {len(split.train)}/{len(split.validation)}/"
-          f"{len(split.test)}; {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores\n")
+    print(
+        f"{len(window.samples):,} samples; train/val/test {len(split.train)}/{len(split.validation)}/"
+        f"{len(split.test)}; {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores\n"
+    )
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         experiment = mlflow.set_experiment("bench")
-        base = SearchSettings(trials=args.trials, storage=f"sqlite:///{tmp}/optuna.db", seed=args.seed)
-        rows = []
-        for label, prune in (("with pruner", True), ("without pruner", False)):
-            parent = MlflowClient().create_run(experiment.experiment_id).info.run_id
-            began = time.perf_counter()
-            settings = replace(base, prune=prune, study_name=f"bench-{prune}", timeout_s=None)
-            result = run_search(split, settings, experiment.experiment_id, parent)
-            elapsed = time.perf_counter() - began
-            x_test, y_test = xy(split.test)
-            rows.append((label, elapsed, result, rmse(result.model.predict(x_test), y_test)))
+        for seed in range(args.seed, args.seed + args.repeat):
+            base = SearchSettings(
+                trials=args.trials, storage=f"sqlite:///{tmp}/optuna.db", seed=seed, timeout_s=None
+            )
+            for label, prune in (("with pruner", True), ("without pruner", False)):
+                parent = MlflowClient().create_run(experiment.experiment_id).info.run_id
+                began = time.perf_counter()
+                result = run_search(
+                    split,
+                    replace(base, prune=prune, study_name=f"bench-{seed}-{prune}"),
+                    experiment.experiment_id,
+                    parent,
+                )
+                elapsed = time.perf_counter() - began
+                x_test, y_test = xy(split.test)
+                rows.append(
+                    (seed, label, elapsed, result, rmse(result.model.predict(x_test), y_test))
+                )
         baselines = log_baselines(split, experiment.experiment_id, parent)
-    print("| search | wall time (s) | trials complete / pruned | best val MSE | test RMSE |")
-    print("|---|---|---|---|---|")
-    for label, elapsed, result, test in rows:
-        print(f"| {label} | {elapsed:.0f} | {result.complete} / {result.pruned} | {result.val_loss:.5f} | {test:.4f} |")
-    (_, pruned_t, pruned, _), (_, full_t, full, _) = rows
-    print(f"\npruner saves {1 - pruned_t / full_t:.0%} of wall time; best val loss ratio "
-          f"{pruned.val_loss / full.val_loss:.3f} (pruned / unpruned)")
-    print("\n| model | test RMSE |\n|---|---|")
-    print(f"| NeuroWeaver (pruned search) | {rows[0][3]:.4f} |")
+    print("| seed | search | wall time (s) | trials complete / pruned | best val MSE | test RMSE |")
+    print("|---|---|---|---|---|---|")
+    for seed, label, elapsed, result, test in rows:
+        print(
+            f"| {seed} | {label} | {elapsed:.0f} | {result.complete} / {result.pruned} | {result.val_loss:.5f} "
+            f"| {test:.4f} |"
+        )
+    pairs = list(zip(rows[0::2], rows[1::2], strict=True))
+    savings = statistics.median(1 - p[2] / f[2] for p, f in pairs)
+    loss_ratio = statistics.median(p[3].val_loss / f[3].val_loss for p, f in pairs)
+    print(
+        f"\nmedian over {len(pairs)} seeds: the pruner saves {savings:.0%} of wall time; best val loss ratio "
+        f"{loss_ratio:.3f} (pruned / unpruned); longest pruned search {max(p[2] for p, _ in pairs):.0f} s"
+    )
+    print("\n| model | test RMSE (median over seeds) |\n|---|---|")
+    print(f"| NeuroWeaver (pruned search) | {statistics.median(p[4] for p, _ in pairs):.4f} |")
     for name, value in baselines.items():
         print(f"| {name} | {value:.4f} |")
-    np.set_printoptions(precision=4)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ class _TrialLogger:
 def open_study(settings: SearchSettings) -> optuna.Study:
     storage = _storage(settings.storage)
     pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+        optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=settings.max_epochs, reduction_factor=3
+        )
         if settings.prune
         else optuna.pruners.NopPruner()
     )
