@@ -106,6 +106,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="log every request (costs a third of predict's CPU)")
+    ] = False,
 ) -> None:
     """Start the API alone."""
     import uvicorn
@@ -118,6 +121,7 @@ def serve(
         port=port or settings.api_port,
         workers=workers,
         log_level="info",
+        access_log=access_log or settings.debug,
     )
 
 
