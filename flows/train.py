@@ -178,6 +178,9 @@ def train_flow(
     run_id = uuid.uuid4().hex
     engine = store_engine(settings.database_url)
     progress.start(engine, run_id, trials, str(runtime.flow_run.id or "") or None)
+    for tag in runtime.flow_run.tags or []:
+        if tag.startswith("request-id:"):  # started by an API request: say which one
+            logger.info("started by API request %s", tag.removeprefix("request-id:"))
     parent: ParentRun | None = None
     try:
         split = make_split(load_frame(window_days, data))

@@ -28,8 +28,11 @@ from starlette.requests import ClientDisconnect
 from serving import live, models
 from serving.batching import MicroBatcher
 from serving.events import EventHub, set_default_hub
+from serving.logs import RequestId, configure_logging, install_redaction
 from serving.middleware import BodySizeLimit, RequestTimer
 from serving.orchestrator.api import router as orchestrator_router
+from serving.ratelimit import RateLimit
+from serving.ratelimit import document as document_rate_limits
 from serving.relaycore.api import router as relaycore_router
 from serving.routers import analytics, dashboard, ecosystem, health, ingest, neuroweaver, registry
 from serving.security import require_api_key
@@ -44,7 +47,9 @@ FIRST_LOAD_TIMEOUT_S = 60.0
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app; nothing heavy happens until its lifespan starts."""
+    install_redaction()  # before the settings: a bad one's error must not leak a password
     settings = settings or get_settings()
+    configure_logging(settings)
     holder = models.ModelHolder(settings.model_name, settings.model_alias)
     state = AppState(settings=settings, holder=holder, hub=EventHub(),
                      batcher=MicroBatcher(lambda: holder.current))
@@ -66,7 +71,10 @@ def _add_middleware(app: FastAPI, state: AppState) -> None:
         app.add_middleware(CORSMiddleware, allow_origins=state.settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_body_bytes)
+    app.add_middleware(RateLimit, per_minute=state.settings.rate_limit_per_minute,
+                       burst=state.settings.rate_limit_burst)
     app.add_middleware(RequestTimer, stats=state.stats, registry=state.registry)
+    app.add_middleware(RequestId)  # outermost: every log line of the request carries its id
 
 
 @contextlib.asynccontextmanager
@@ -163,5 +171,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     _, extra = models_json_schema([(m, "validation") for m in neuroweaver.DOC_MODELS],
                                   ref_template="#/components/schemas/{model}")
     schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))
+    document_rate_limits(schema)
     app.openapi_schema = schema
     return schema

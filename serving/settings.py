@@ -42,14 +42,18 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(default=5000, gt=0, lt=65536)
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     prefect_ui_url: str = "http://127.0.0.1:4200"
+    log_format: Literal["json", "text"] = "json"
+    # Training and the two optimisations: calls per minute per client and endpoint, and burst.
+    rate_limit_per_minute: float = Field(default=6.0, gt=0)
+    rate_limit_burst: int = Field(default=3, gt=0)
 
     @field_validator("database_url", "optuna_storage")
     @classmethod
     def _parsable_sql_url(cls, value: str) -> str:
         try:
             make_url(value)
-        except Exception as exc:  # sqlalchemy raises ArgumentError with a vague text
-            raise ValueError(f"not a SQLAlchemy database URL: {exc}") from None
+        except Exception:  # sqlalchemy's text would repeat the URL, password included
+            raise ValueError("not a SQLAlchemy database URL (expected dialect://...)") from None
         return value
 
     @field_validator("mlflow_tracking_uri")

@@ -25,6 +25,14 @@ class PrefectUnavailable(RuntimeError):
     """The Prefect API did not answer; the caller answers 503."""
 
 
+def run_tags() -> list[str]:
+    """`api`, and `request-id:<id>` so that the run's logs and the API request are tied together."""
+    from serving.logs import request_id_var
+
+    request_id = request_id_var.get()
+    return ["api"] if request_id is None else ["api", f"request-id:{request_id}"]
+
+
 async def start_training(parameters: dict[str, Any]) -> StartedRun:
     """Creates the flow run and returns at once; the run itself goes on elsewhere."""
     from prefect.client.orchestration import get_client
@@ -55,7 +63,7 @@ async def _via_deployment(client: Any, parameters: dict[str, Any]) -> StartedRun
     from prefect.deployments.flow_runs import arun_deployment
 
     run = await arun_deployment(DEPLOYMENT, client=client, parameters=parameters, timeout=0,
-                               as_subflow=False, tags=["api"])
+                               as_subflow=False, tags=run_tags())
     return StartedRun(str(run.id), run.name, run.state_name, DEPLOYMENT)
 
 
@@ -63,7 +71,7 @@ async def _in_background(client: Any, parameters: dict[str, Any]) -> StartedRun:
     """No deployment (e.g. `automatrix serve` alone): this process runs the flow on a thread."""
     from flows.train import train_flow
 
-    run = await client.create_flow_run(train_flow, parameters=parameters, tags=["api"])
+    run = await client.create_flow_run(train_flow, parameters=parameters, tags=run_tags())
     context = contextvars.copy_context()  # carries Prefect's settings (the API URL) along
     thread = threading.Thread(target=context.run, args=(_run_flow, run, parameters),
                               name=f"train-{run.id}", daemon=True)

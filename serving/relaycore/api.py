@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from serving.relaycore.service import RelayCore
 from serving.state import AppState
 
 PREFIX = "/api/v2/relaycore"
+log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -105,6 +107,7 @@ async def _enqueue(relay: RelayCore, body: RelayMessageRequest, deadline_s: floa
         durable.enqueue, relay.engine(), body.payload, priority=body.priority,
         max_attempts=relay.settings.delivery_attempts, service=body.service, deadline_s=deadline_s)
     relay.delivery.wake()
+    log.info("async message %s queued", message_id)  # ties the message to this request's id
     accepted = RelayMessageAccepted(id=message_id, state=durable.QUEUED,
                                     status_url=f"{PREFIX}/messages/{message_id}")
     return JSONResponse(accepted.model_dump(), status_code=202,

@@ -9,6 +9,7 @@ import httpx
 import orjson
 
 from routing import Endpoint, TransportResponse
+from serving.logs import request_id_var
 
 # Only what the router reads (or the caller may want) is kept from an endpoint's answer.
 KEPT_HEADERS = ("retry-after", "x-queue-depth", "content-type")
@@ -43,6 +44,9 @@ class HttpTransport:
 
     async def __call__(self, endpoint: Endpoint, payload: Any, timeout_s: float) -> TransportResponse:
         headers = {"content-type": "application/json"}
+        request_id = request_id_var.get()
+        if request_id is not None:  # the API request this forward serves, for the endpoint's logs
+            headers["x-request-id"] = request_id
         if isinstance(payload, Envelope):
             headers.update(payload.headers)
             payload = payload.body
