@@ -25,6 +25,10 @@ class NoEndpointAvailable(RoutingError):
     http_status = 503
 
 
+class NoEndpointForService(NoEndpointAvailable):
+    """The message names a service for which no endpoint is registered (503: one may be added)."""
+
+
 class RouterStopped(RoutingError):
     """Routing was stopped; new messages are refused."""
 

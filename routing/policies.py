@@ -130,11 +130,15 @@ class AdaptiveParams:
     hint_weight: float = 2.0  # cost multiplier added by a health score of 0
     hint_ttl_s: float = 60.0  # a health hint's influence fades over this
     sample_size: int = 3  # candidates compared per decision; >= 2, never all, to avoid herding
+    # A candidate not chosen for this long, with nothing in flight, gets the next message as
+    # a probe (one at a time): an endpoint that never looked cheapest among those sampled,
+    # e.g. new, or marked by errors that fade only asymptotically, is still tried.
+    probe_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.sample_size < 2:
             raise ValueError("sample_size must be at least 2")
-        if self.rise_s <= 0 or self.decay_s <= 0 or self.stale_s <= 0:
+        if self.rise_s <= 0 or self.decay_s <= 0 or self.stale_s <= 0 or self.probe_s <= 0:
             raise ValueError("time constants must be positive")
 
 
@@ -151,7 +155,10 @@ class Adaptive(Policy):
                              x (1 + error_weight x recent error rate)
                              x (1 + hint_weight x (1 - health score))
     over a random sample of candidates; endpoints inside a Retry-After window are avoided
-    while any other candidate exists.
+    while any other candidate exists. A candidate that was not chosen for ``probe_s`` (or
+    ever) and has nothing in flight is chosen first, as a probe: without it, an endpoint whose
+    cost is never the lowest of its sample (unknown endpoints cost as much as the best peer,
+    errors fade asymptotically) could get no traffic at all however healthy it is.
     """
 
     name = "adaptive"
@@ -160,11 +167,22 @@ class Adaptive(Policy):
         self._rng = rng or random.Random()
         self.params = params or AdaptiveParams()
         self._learnt: dict[str, _Learnt] = {}
+        self._used: dict[str, float] = {}  # when each endpoint was last chosen or heard from
 
     def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
         pool = [c for c in candidates if c.stats.retry_after_until <= now] or candidates
-        if len(pool) == 1:
-            return pool[0]
+        chosen = pool[0] if len(pool) == 1 else self._probe(pool, now) or self._cheapest(pool, now)
+        self._used[chosen.name] = now
+        return chosen
+
+    def _probe(self, pool: Sequence[EndpointState], now: float) -> EndpointState | None:
+        used, oldest = self._used, now - self.params.probe_s
+        for state in pool:
+            if state.stats.in_flight == 0 and used.get(state.name, -math.inf) <= oldest:
+                return state
+        return None
+
+    def _cheapest(self, pool: Sequence[EndpointState], now: float) -> EndpointState:
         sample = self._sample(pool)
         prior = self._best_latency(sample, now)
         return min(sample, key=lambda s: self._cost(s, now, prior))
@@ -187,6 +205,7 @@ class Adaptive(Policy):
         return min(known) if known else None
 
     def observe(self, name: str, latency_s: float, failed: bool, now: float) -> None:
+        self._used[name] = max(self._used.get(name, now), now)
         learnt = self._learnt.get(name)
         if learnt is None:
             p = self.params
@@ -238,6 +257,7 @@ class Adaptive(Policy):
 
     def forget(self, name: str) -> None:
         self._learnt.pop(name, None)
+        self._used.pop(name, None)
 
 
 def make_policy(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -87,21 +88,32 @@ class PriorityQueue(Generic[T]):
         self._depth[priority] += 1
         return item, removed
 
-    def pop(self, now: float) -> Popped[T]:
-        """The most urgent live message, after aging; expired ones met on the way come back too."""
+    def pop(self, now: float, accept: Callable[[T], bool] | None = None) -> Popped[T]:
+        """The most urgent live message, after aging; expired ones met on the way come back too.
+
+        With ``accept``, the most urgent one it accepts: those it passes over keep their place.
+        """
         popped: Popped[T] = Popped(None)
+        skipped: list[tuple[float, int, QueuedItem[T]]] = []
         while self._heap:
-            item = heapq.heappop(self._heap)[2]
+            entry = heapq.heappop(self._heap)
+            item = entry[2]
             if not item.live:
                 continue
-            self._take(item)
             if item.expired(now):
+                self._take(item)
                 item.reason = "expired"
                 popped.expired.append(item)
                 continue
+            if accept is not None and not accept(item.value):
+                skipped.append(entry)
+                continue
+            self._take(item)
             self._pops.append(now)
             popped.item = item
             break
+        for entry in skipped:
+            heapq.heappush(self._heap, entry)
         return popped
 
     def remove(self, item: QueuedItem[T]) -> bool:

@@ -30,6 +30,7 @@ from routing.errors import (
     DeadlineExpired,
     DuplicateEndpoint,
     NoEndpointAvailable,
+    NoEndpointForService,
     QueueFull,
     RouterStopped,
     UnknownEndpoint,
@@ -91,7 +92,22 @@ class _Outcome:
         return r is None or r.status >= 500 or r.status == 429
 
 
-_Waiter = asyncio.Future[EndpointState]
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    """A queued message: its slot is handed over through ``future``."""
+
+    future: asyncio.Future[EndpointState]
+    service: str | None = None
+    exclude: tuple[str, ...] = ()  # endpoints it already tried (a retry)
+
+    @property
+    def restricted(self) -> bool:
+        return self.service is not None or bool(self.exclude)
+
+    def suits(self, state: EndpointState) -> bool:
+        return (self.service is None or state.endpoint.service == self.service) and (
+            state.name not in self.exclude
+        )
 
 
 class Router:
@@ -112,9 +128,10 @@ class Router:
         self._adaptive_params = adaptive_params
         self._states: dict[str, EndpointState] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._queue: PriorityQueue[_Waiter] = PriorityQueue(
+        self._queue: PriorityQueue[_Waiting] = PriorityQueue(
             self.config.queue_capacity, self.config.aging_s
         )
+        self._restricted = 0  # waiters that only some endpoints suit (see _drain)
         self._budget = RetryBudget(self.config.retry)
         self._record = LatencyRecord(self.config.record_size)
         self._events: deque[BreakerEvent] = deque(maxlen=self.config.event_history)
@@ -240,40 +257,65 @@ class Router:
     # --- sending ---------------------------------------------------------------------------
 
     async def send(
-        self, payload: Any, priority: int = DEFAULT_PRIORITY, deadline_s: float | None = None
+        self,
+        payload: Any,
+        priority: int = DEFAULT_PRIORITY,
+        deadline_s: float | None = None,
+        service: str | None = None,
     ) -> RouteResult:
         """Deliver ``payload`` to the best endpoint; ``deadline_s`` counts from now.
 
-        Raises RouterStopped or NoEndpointAvailable (503), QueueFull (429),
-        AllAttemptsFailed (502) or DeadlineExpired (504).
+        With ``service``, only endpoints registered for that service are considered; without,
+        any endpoint is. Raises RouterStopped or NoEndpointAvailable (503; NoEndpointForService
+        when no endpoint is registered for ``service``), QueueFull (429), AllAttemptsFailed (502)
+        or DeadlineExpired (504).
         """
         if not self.running:
             self.counters.rejected += 1
             raise RouterStopped("routing is stopped")
         check_priority(priority)
+        if service is not None and not any(
+            s.endpoint.service == service for s in self._states.values()
+        ):
+            self.counters.rejected += 1
+            raise NoEndpointForService(f"no endpoint is registered for service {service!r}")
         now = self._clock()
         deadline_s = self.config.default_deadline_s if deadline_s is None else deadline_s
         deadline = None if deadline_s is None else now + deadline_s
-        state = await self._acquire(priority, now, deadline)
+        state = await self._acquire(priority, now, deadline, service)
         self._budget.record_request(now)
-        return await self._deliver(state, payload, deadline)
+        return await self._deliver(state, payload, deadline, priority, service)
 
-    async def _acquire(self, priority: int, now: float, deadline: float | None) -> EndpointState:
+    async def _acquire(
+        self, priority: int, now: float, deadline: float | None, service: str | None
+    ) -> EndpointState:
         self._drain(now)
-        # Arrivals go behind anyone already waiting, or priorities would mean nothing.
-        if not len(self._queue):
-            chosen = self._choose(now, ())
-            if chosen is not None:
-                self._dispatch(chosen, now)
-                return chosen
-        if not any(b.admits_traffic(now) for b in self._breakers.values()):
+        # Arrivals go behind anyone already waiting, or priorities would mean nothing. After a
+        # drain, a waiter is left only if no free endpoint suits it, so a free endpoint that
+        # suits this message suits nobody waiting.
+        chosen = self._choose(now, (), service)
+        if chosen is not None:
+            self._dispatch(chosen, now)
+            return chosen
+        if not self._admitting(now, (), service):
             self.counters.rejected += 1
-            raise NoEndpointAvailable(self._unavailable_reason(), self._reopen_in(now))
-        return await self._wait_in_queue(priority, now, deadline)
+            raise NoEndpointAvailable(self._unavailable_reason(service), self._reopen_in(now))
+        return await self._wait_in_queue(priority, now, deadline, service, ())
 
-    def _unavailable_reason(self) -> str:
+    def _admitting(
+        self, now: float, exclude: tuple[str, ...] | list[str], service: str | None
+    ) -> bool:
+        return any(
+            self._breakers[name].admits_traffic(now)
+            for name, s in self._states.items()
+            if name not in exclude and (service is None or s.endpoint.service == service)
+        )
+
+    def _unavailable_reason(self, service: str | None = None) -> str:
         if not self._states:
             return "no endpoint is registered"
+        if service is not None:
+            return f"every circuit breaker of service {service!r}'s endpoints is open"
         return "every endpoint's circuit breaker is open"
 
     def _reopen_in(self, now: float) -> float | None:
@@ -281,74 +323,98 @@ class Router:
         return min(waits) if waits else None
 
     async def _wait_in_queue(
-        self, priority: int, now: float, deadline: float | None
+        self,
+        priority: int,
+        now: float,
+        deadline: float | None,
+        service: str | None,
+        exclude: tuple[str, ...],
     ) -> EndpointState:
         loop = asyncio.get_running_loop()
-        waiter: _Waiter = loop.create_future()
+        waiter = _Waiting(loop.create_future(), service, exclude)
         try:
             item, removed = self._queue.push(waiter, priority, now, deadline)
         except QueueFull:
             self.counters.rejected += 1
             raise
+        restricted = waiter.restricted
+        self._restricted += restricted
         self._fail_removed(removed, now)
         timer = None if deadline is None else loop.call_later(deadline - now, self._expire, item)
+        future = waiter.future
         try:
-            return await waiter
+            return await future
         except asyncio.CancelledError:
             # The caller gave up; if a slot had already been handed over, give it back.
-            handed_over = waiter.done() and not waiter.cancelled() and not waiter.exception()
+            handed_over = future.done() and not future.cancelled() and not future.exception()
             if not self._queue.remove(item) and handed_over:
-                self._give_back(waiter.result())
+                self._give_back(future.result())
             raise
         finally:
+            self._restricted -= restricted
             if timer is not None:
                 timer.cancel()
 
-    def _expire(self, item: QueuedItem[_Waiter]) -> None:
-        if self._queue.remove(item) and not item.value.done():
+    def _expire(self, item: QueuedItem[_Waiting]) -> None:
+        if self._queue.remove(item) and not item.value.future.done():
             self.counters.expired += 1
-            item.value.set_exception(DeadlineExpired("deadline passed while queued"))
+            item.value.future.set_exception(DeadlineExpired("deadline passed while queued"))
 
-    def _fail_removed(self, removed: list[QueuedItem[_Waiter]], now: float) -> None:
+    def _fail_removed(self, removed: list[QueuedItem[_Waiting]], now: float) -> None:
         for item in removed:
-            if item.value.done():
+            future = item.value.future
+            if future.done():
                 continue
             if item.reason == "expired":
                 self.counters.expired += 1
-                item.value.set_exception(DeadlineExpired("deadline passed while queued"))
+                future.set_exception(DeadlineExpired("deadline passed while queued"))
             else:
                 self.counters.rejected += 1
                 retry = self._queue.retry_after_s(now)
-                item.value.set_exception(
+                future.set_exception(
                     QueueFull("displaced by a more urgent message", retry_after=retry)
                 )
 
     def _drain(self, now: float) -> None:
-        """Hand free slots to waiting messages, most urgent (after aging) first."""
+        """Hand free slots to waiting messages, most urgent (after aging) first.
+
+        A waiter bound to a service, or retrying away from endpoints it already tried, only
+        takes a slot that suits it; the others keep their place.
+        """
         while len(self._queue):
-            candidates = self._candidates(now, ())
+            candidates = self._candidates(now, (), None)
             if not candidates:
                 return
-            popped = self._queue.pop(now)
+            popped = self._queue.pop(now, _suiting(candidates) if self._restricted else None)
             self._fail_removed(popped.expired, now)
             item = popped.item
             if item is None:
                 return
-            if item.value.done():  # its sender was cancelled a moment ago
+            waiter = item.value
+            if waiter.future.done():  # its sender was cancelled a moment ago
                 continue
+            if waiter.restricted:
+                candidates = [s for s in candidates if waiter.suits(s)]
             chosen = self._policy.choose(candidates, now)
             self._dispatch(chosen, now)
-            item.value.set_result(chosen)
+            waiter.future.set_result(chosen)
 
-    def _candidates(self, now: float, exclude: tuple[str, ...] | list[str]) -> list[EndpointState]:
+    def _candidates(
+        self, now: float, exclude: tuple[str, ...] | list[str], service: str | None
+    ) -> list[EndpointState]:
         return [
             s
             for name, s in self._states.items()
-            if s.has_capacity() and name not in exclude and self._breakers[name].can_dispatch(now)
+            if s.has_capacity()
+            and name not in exclude
+            and (service is None or s.endpoint.service == service)
+            and self._breakers[name].can_dispatch(now)
         ]
 
-    def _choose(self, now: float, exclude: tuple[str, ...] | list[str]) -> EndpointState | None:
-        candidates = self._candidates(now, exclude)
+    def _choose(
+        self, now: float, exclude: tuple[str, ...] | list[str], service: str | None
+    ) -> EndpointState | None:
+        candidates = self._candidates(now, exclude, service)
         return self._policy.choose(candidates, now) if candidates else None
 
     def _dispatch(self, state: EndpointState, now: float) -> None:
@@ -367,7 +433,12 @@ class Router:
         self._drain(now)
 
     async def _deliver(
-        self, state: EndpointState, payload: Any, deadline: float | None
+        self,
+        state: EndpointState,
+        payload: Any,
+        deadline: float | None,
+        priority: int = DEFAULT_PRIORITY,
+        service: str | None = None,
     ) -> RouteResult:
         tried: list[str] = []
         while True:
@@ -376,23 +447,39 @@ class Router:
             if not outcome.failed:
                 self.counters.routed += 1
                 return self._result(state, outcome, len(tried))
-            next_state = self._retry_target(tried, deadline)
+            next_state = await self._retry_target(tried, deadline, priority, service)
             if next_state is None:
                 raise self._failure(outcome, len(tried), deadline)
             self.counters.retried += 1
             state = next_state
 
-    def _retry_target(self, tried: list[str], deadline: float | None) -> EndpointState | None:
+    async def _retry_target(
+        self, tried: list[str], deadline: float | None, priority: int, service: str | None
+    ) -> EndpointState | None:
+        """Another endpoint for a failed message, or None when it should not be retried.
+
+        Every other endpoint being at its concurrency limit is no reason to give up: the
+        retry waits for a slot in the queue, within the message's deadline, as a new message
+        would. (A fast-failing endpoint is precisely the one with free slots when the healthy
+        ones are busy.)
+        """
         now = self._clock()
         if deadline is not None and now >= deadline:
             return None
         if len(tried) >= self.config.max_attempts:
             return None
-        chosen = self._choose(now, tried)  # never the same endpoint twice for one message
-        if chosen is None or not self._budget.try_withdraw(now):
+        if not self._admitting(now, tried, service):  # never the same endpoint twice
             return None
-        self._dispatch(chosen, now)
-        return chosen
+        if not self._budget.try_withdraw(now):
+            return None
+        chosen = self._choose(now, tried, service)
+        if chosen is not None:
+            self._dispatch(chosen, now)
+            return chosen
+        try:
+            return await self._wait_in_queue(priority, now, deadline, service, tuple(tried))
+        except QueueFull:
+            return None
 
     def _failure(
         self, outcome: _Outcome, attempts: int, deadline: float | None
@@ -464,6 +551,10 @@ class Router:
         depth = _seconds(lowered.get("x-queue-depth"))
         if depth is not None:
             state.stats.queued = int(depth)
+
+
+def _suiting(candidates: list[EndpointState]) -> Callable[[_Waiting], bool]:
+    return lambda waiter: any(waiter.suits(s) for s in candidates)
 
 
 def _seconds(value: str | None) -> float | None:
