@@ -95,7 +95,8 @@ async def message(body: RelayMessageRequest, relay: RelayDep) -> Any:
     if body.async_:
         return await _enqueue(relay, body, deadline_s)
     try:
-        result = await relay.router.send(body.payload, priority=body.priority, deadline_s=deadline_s)
+        result = await relay.router.send(body.payload, priority=body.priority, deadline_s=deadline_s,
+                                         service=body.service)
     except RoutingError as exc:
         raise routing_error(exc) from None
     return RelayMessageResponse(endpoint=result.endpoint, status=result.status, body=result.body,
@@ -145,9 +146,7 @@ async def list_endpoints(relay: RelayDep) -> list[RelayEndpointInfo]:
 async def add_endpoint(body: RelayEndpointRequest, relay: RelayDep) -> RelayEndpointInfo:
     """Register an endpoint; only http(s) URLs are accepted (422), names are unique (409)."""
     try:
-        endpoint = relay.router.register(
-            body.name, body.url, service=body.service,
-            max_concurrency=body.max_concurrency or relay.settings.max_concurrency)
+        endpoint = await relay.add_endpoint(body.name, body.url, body.service, body.max_concurrency)
     except (InvalidEndpoint, DuplicateEndpoint) as exc:
         raise routing_error(exc) from None
     return _info(endpoint)
@@ -156,19 +155,19 @@ async def add_endpoint(body: RelayEndpointRequest, relay: RelayDep) -> RelayEndp
 @router.delete("/endpoints/{name}", response_model=RelayEndpointInfo)
 async def remove_endpoint(name: str, relay: RelayDep) -> RelayEndpointInfo:
     """Stop routing to an endpoint; its calls in flight finish."""
-    return _remove(relay, name)
+    return await _remove(relay, name)
 
 
 @router.delete("/endpoints", response_model=RelayEndpointInfo)
 async def remove_endpoint_by_query(relay: RelayDep,
                                    name: Annotated[str, Query(min_length=1)]) -> RelayEndpointInfo:
     """The same, with ?name=."""
-    return _remove(relay, name)
+    return await _remove(relay, name)
 
 
-def _remove(relay: RelayCore, name: str) -> RelayEndpointInfo:
+async def _remove(relay: RelayCore, name: str) -> RelayEndpointInfo:
     try:
-        return _info(relay.router.remove(name))
+        return _info(await relay.remove_endpoint(name))
     except UnknownEndpoint as exc:
         raise routing_error(exc) from None
 

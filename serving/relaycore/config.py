@@ -28,6 +28,9 @@ class RelayCoreSettings(BaseSettings):
     delivery_backoff_max_s: float = Field(default=60.0, gt=0)
     delivery_concurrency: int = Field(default=64, gt=0)
     delivery_poll_s: float = Field(default=1.0, gt=0)
+    # Delivered and failed messages are deleted this long after their last change.
+    retention_hours: float = Field(default=72.0, gt=0)
+    purge_interval_s: float = Field(default=3600.0, gt=0)
     # Health hints from the metric store and NeuroWeaver; status pushed to the live feed.
     hint_interval_s: float = Field(default=30.0, gt=0)
     status_interval_s: float = Field(default=2.0, gt=0)

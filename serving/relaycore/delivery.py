@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -34,6 +36,8 @@ class DeliveryConfig:
     backoff_max_s: float = 60.0
     concurrency: int = 64
     poll_s: float = 1.0
+    retention_s: float = 72 * 3600.0  # delivered and failed messages are purged after this
+    purge_interval_s: float = 3600.0
 
 
 def backoff_s(attempts: int, config: DeliveryConfig, rng: random.Random) -> float:
@@ -54,7 +58,9 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self.delivered = 0
+        self.purged = 0
         self.problem: str | None = None
+        self._next_purge = 0.0  # monotonic time of the next purge; the first round purges
 
     def wake(self) -> None:
         """A message was queued or routing restarted: look for work now."""
@@ -68,12 +74,29 @@ class DeliveryWorker:
         """Until cancelled; in-flight deliveries are cancelled with it and their leases expire."""
         try:
             while True:
+                await self._purge_if_due()
                 if not await self._round():
                     await self._idle()
         finally:
             for task in list(self._running):
                 task.cancel()
             await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _purge_if_due(self) -> None:
+        """Deletes finished messages older than the retention, at most once per interval."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.config.purge_interval_s
+        cutoff = durable.now_utc() - timedelta(seconds=self.config.retention_s)
+        try:
+            purged = await asyncio.to_thread(durable.purge, self._engine(), cutoff)
+        except Exception as exc:  # the store is down: try again at the next interval
+            log.warning("cannot purge delivered messages: %s: %s", type(exc).__name__, exc)
+            return
+        self.purged += purged
+        if purged:
+            log.info("purged %d delivered or failed messages older than %s", purged, cutoff)
 
     async def _round(self) -> bool:
         """Claims and starts what it can; False when there was nothing to do."""
@@ -113,7 +136,8 @@ class DeliveryWorker:
         try:
             result = await self.router.send(Envelope(message.payload, {"Idempotency-Key": message.id}),
                                             priority=message.priority,
-                                            deadline_s=self._deadline_s(message))
+                                            deadline_s=self._deadline_s(message),
+                                            service=message.service)
         except asyncio.CancelledError:
             # Shutting down: hand it back now rather than after the lease (it may arrive twice).
             with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    delete,
     insert,
     or_,
     select,
@@ -62,6 +63,50 @@ class RelayMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class RelayEndpointRow(Base):
+    """An endpoint registered through the API, re-registered at start-up (RELAYCORE_ENDPOINTS
+    entries are not stored: the environment already brings them back)."""
+
+    __tablename__ = "relay_endpoints"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    service: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    max_concurrency: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def save_endpoint(engine: Engine, name: str, url: str, service: str | None,
+                  max_concurrency: int) -> None:
+    row = {"name": name, "url": url, "service": service, "max_concurrency": max_concurrency,
+           "created_at": now_utc()}
+    with engine.begin() as connection:
+        connection.execute(delete(RelayEndpointRow).where(RelayEndpointRow.name == name))
+        connection.execute(insert(RelayEndpointRow), [row])
+
+
+def delete_endpoint(engine: Engine, name: str) -> bool:
+    with engine.begin() as connection:
+        found = connection.execute(delete(RelayEndpointRow).where(RelayEndpointRow.name == name))
+        return found.rowcount > 0
+
+
+def saved_endpoints(engine: Engine) -> list[RelayEndpointRow]:
+    from sqlalchemy.orm import Session
+
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(select(RelayEndpointRow).order_by(RelayEndpointRow.name)))
+
+
+def purge(engine: Engine, older_than: datetime) -> int:
+    """Deletes delivered and failed messages last updated before `older_than`; returns how many."""
+    m = RelayMessage
+    with engine.begin() as connection:
+        found = connection.execute(delete(m).where(m.state.in_((DELIVERED, FAILED)),
+                                                   m.updated_at < older_than))
+        return int(found.rowcount or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A message this process now holds; `token` proves it when the outcome is written."""
@@ -73,6 +118,7 @@ class Claimed:
     attempts: int
     max_attempts: int
     expires_at: datetime | None
+    service: str | None = None
 
 
 def now_utc() -> datetime:
@@ -134,10 +180,11 @@ def _take(connection: Connection, target: ColumnElement[bool], token: str, lease
     statement = (update(m).where(target)
                  .values(state=IN_FLIGHT, claim_token=token, lease_until=lease_until,
                          attempts=m.attempts + 1, updated_at=now)
-                 .returning(m.id, m.payload, m.priority, m.attempts, m.max_attempts, m.expires_at))
+                 .returning(m.id, m.payload, m.priority, m.attempts, m.max_attempts, m.expires_at,
+                            m.service))
     rows = connection.execute(statement).all()
     claimed = [Claimed(r.id, token, r.payload, r.priority, r.attempts, r.max_attempts,
-                       _aware(r.expires_at)) for r in rows]
+                       _aware(r.expires_at), r.service) for r in rows]
     return sorted(claimed, key=lambda c: -c.priority)
 
 

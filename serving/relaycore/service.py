@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from routing import AdaptiveParams, BreakerEvent, Router, RouterConfig
+from routing import AdaptiveParams, BreakerEvent, Endpoint, Router, RouterConfig
 from serving.events import EventHub
 from serving.relaycore import durable
 from serving.relaycore.config import RelayCoreSettings
@@ -46,11 +46,13 @@ class RelayCore:
         self.router = Router(self.transport, policy=settings.relaycore_policy, config=config)
         for name, url in settings.relaycore_endpoints.items():
             self.router.register(name, url, max_concurrency=relay.max_concurrency)
+        self._restore_endpoints()
         self.router.add_listener(self._on_breaker)
         self.delivery = DeliveryWorker(self.router, engine, DeliveryConfig(
             lease_s=relay.lease_s, backoff_s=relay.delivery_backoff_s,
             backoff_max_s=relay.delivery_backoff_max_s, concurrency=relay.delivery_concurrency,
-            poll_s=relay.delivery_poll_s))
+            poll_s=relay.delivery_poll_s, retention_s=relay.retention_hours * 3600.0,
+            purge_interval_s=relay.purge_interval_s))
         self.adaptive_params = AdaptiveParams()
         self.optuna_storage: str | None = settings.optuna_storage
         self.optimizing = asyncio.Lock()
@@ -59,6 +61,39 @@ class RelayCore:
 
     def engine(self) -> Engine:
         return self._engine()
+
+    def _restore_endpoints(self) -> None:
+        """Re-registers the endpoints added through the API before a restart."""
+        try:
+            saved = durable.saved_endpoints(self.engine())
+        except Exception as exc:  # the store being down must not keep RelayCore from starting
+            log.warning("cannot restore RelayCore endpoints: %s: %s", type(exc).__name__, exc)
+            return
+        for row in saved:
+            try:
+                self.router.register(row.name, row.url, service=row.service,
+                                     max_concurrency=row.max_concurrency)
+            except Exception as exc:  # e.g. the same name now comes from RELAYCORE_ENDPOINTS
+                log.warning("stored endpoint %r not restored: %s", row.name, exc)
+
+    async def add_endpoint(self, name: str, url: str, service: str | None,
+                           max_concurrency: int | None) -> Endpoint:
+        """Registers an endpoint and stores it, so that it survives a restart."""
+        endpoint = self.router.register(name, url, service=service,
+                                        max_concurrency=max_concurrency or self.settings.max_concurrency)
+        try:
+            await asyncio.to_thread(durable.save_endpoint, self.engine(), endpoint.name,
+                                    endpoint.url, endpoint.service, endpoint.max_concurrency)
+        except Exception:
+            self.router.remove(endpoint.name)  # not stored: do not pretend it will persist
+            raise
+        return endpoint
+
+    async def remove_endpoint(self, name: str) -> Endpoint:
+        """Unregisters an endpoint and deletes it from the store for good."""
+        endpoint = self.router.remove(name)
+        await asyncio.to_thread(durable.delete_endpoint, self.engine(), name)
+        return endpoint
 
     def start_background(self) -> None:
         jobs: dict[str, Coroutine[Any, Any, None]] = {

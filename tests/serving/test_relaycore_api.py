@@ -145,3 +145,36 @@ def test_get_status_shows_endpoints_queue_and_counters(relay_app: RelayApp, back
     assert status["messages"] == {"queued": 0, "in_flight": 0, "delivered": 0, "failed": 0}
     components = client.get("/ai-ecosystem/status").json()["components"]
     assert components["relaycore"]["status"] == "up"
+
+
+def test_send_service_message_only_to_its_endpoints(relay_app: RelayApp,
+                                                    backends: Callable[..., Backend]) -> None:
+    billing, search = backends("billing"), backends("search")
+    client = relay_app(endpoints={"plain": search.url})  # RELAYCORE_ENDPOINTS: no service
+    added = client.post(ENDPOINTS, json={"name": "b1", "url": billing.url, "service": "billing"})
+    assert added.status_code == 201 and added.json()["service"] == "billing"
+    answers = [client.post(MESSAGE, json={"payload": {"id": i}, "service": "billing"}).json()
+               for i in range(10)]
+    assert {a["endpoint"] for a in answers} == {"b1"}
+    anywhere = {client.post(MESSAGE, json={"payload": {"id": i}}).json()["endpoint"] for i in range(20)}
+    assert anywhere <= {"b1", "plain"}
+
+
+def test_send_message_for_service_without_endpoint_returns_503(relay_app: RelayApp,
+                                                               backends: Callable[..., Backend]) -> None:
+    client = relay_app(endpoints={"plain": backends("plain").url})
+    response = client.post(MESSAGE, json={"payload": {}, "service": "nobody"})
+    assert response.status_code == 503
+    found = response.json()
+    assert found["reason"] == "NoEndpointForService" and "'nobody'" in found["detail"]
+
+
+def test_restore_api_endpoints_after_restart_until_deleted(relay_app: RelayApp) -> None:
+    first = relay_app()
+    for name in ("kept", "dropped"):
+        body = {"name": name, "url": f"http://127.0.0.1:1/{name}", "service": "svc", "max_concurrency": 7}
+        assert first.post(ENDPOINTS, json=body).status_code == 201
+    assert first.delete(f"{ENDPOINTS}/dropped").status_code == 200
+    restarted = relay_app()  # a new app on the same store
+    assert restarted.get(ENDPOINTS).json() == [
+        {"name": "kept", "url": "http://127.0.0.1:1/kept", "service": "svc", "max_concurrency": 7}]

@@ -157,3 +157,61 @@ def test_deliver_async_messages_waits_while_stopped(
 def test_get_message_unknown_returns_404(relay_app: Callable[..., Any]) -> None:
     client = relay_app()
     assert client.get("/api/v2/relaycore/messages/nope").status_code == 404
+
+
+def test_purge_finished_messages_older_than_retention(sqlite_engine: Engine) -> None:
+    ids = fill(sqlite_engine, 3)
+    claimed = {c.id: c for c in durable.claim(sqlite_engine, 3, lease_s=60)}
+    durable.mark_delivered(sqlite_engine, claimed[ids[0]], "a", 200)
+    durable.mark_failed(sqlite_engine, claimed[ids[1]], "gave up")
+    # ids[2] stays in flight: never purged, however old
+    assert durable.purge(sqlite_engine, durable.now_utc() - timedelta(hours=1)) == 0
+    assert durable.purge(sqlite_engine, durable.now_utc() + timedelta(seconds=1)) == 2
+    assert [durable.get(sqlite_engine, i) is None for i in ids] == [True, True, False]
+
+
+def test_purge_delivered_messages_from_delivery_worker(sqlite_engine: Engine) -> None:
+    import asyncio
+
+    from routing import Router
+    from serving.relaycore.delivery import DeliveryConfig, DeliveryWorker
+
+    ids = fill(sqlite_engine, 2)
+    claimed = durable.claim(sqlite_engine, 2, lease_s=60)
+    for c in claimed:
+        durable.mark_delivered(sqlite_engine, c, "a", 200)
+
+    async def never(*_: object) -> Any:
+        raise AssertionError("nothing is due")
+
+    worker = DeliveryWorker(Router(never), lambda: sqlite_engine,
+                            DeliveryConfig(retention_s=0.0, purge_interval_s=3600.0, poll_s=0.01))
+
+    async def go() -> None:
+        task = asyncio.create_task(worker.run())
+        for _ in range(200):
+            if worker.purged:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+    assert worker.purged == 2 and all(durable.get(sqlite_engine, i) is None for i in ids)
+
+
+def test_deliver_async_service_message_only_to_its_endpoints(
+        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
+    billing, other = backends("billing"), backends("other")
+    client = relay_app(endpoints={"other": other.url})
+    client.post("/api/v2/relaycore/endpoints", json={"name": "b1", "url": billing.url, "service": "billing"})
+    ids = [client.post(MESSAGE, json={"payload": {"id": i}, "service": "billing", "async": True}).json()["id"]
+           for i in range(5)]
+    states = {}
+
+    def delivered() -> bool:
+        states.update({i: client.get(f"/api/v2/relaycore/messages/{i}").json() for i in ids})
+        return all(s["state"] == "delivered" for s in states.values())
+
+    wait_until(delivered, 20)
+    assert {s["endpoint"] for s in states.values()} == {"b1"}
