@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from routing import (
     NoEndpointAvailable,
+    NoEndpointForService,
     QueueFull,
     Router,
     RouteResult,
@@ -144,6 +145,10 @@ class DeliveryWorker:
                 durable.retry_later(engine, message, "the API stopped while delivering it", 0.0,
                                     counted=False)
             raise
+        except NoEndpointForService as exc:
+            # Not a passing refusal: counted, so that the message fails (with this reason)
+            # after its attempts and backoff, unless an endpoint of its service is added.
+            await self._failed_attempt(engine, message, exc.message)
         except NOT_SENT as exc:
             delay = exc.retry_after or backoff_s(1, self.config, self._rng)
             await asyncio.to_thread(durable.retry_later, engine, message, exc.message, delay,

@@ -215,3 +215,18 @@ def test_deliver_async_service_message_only_to_its_endpoints(
 
     wait_until(delivered, 20)
     assert {s["endpoint"] for s in states.values()} == {"b1"}
+
+
+def test_fail_async_message_for_service_without_endpoint_after_attempts(
+        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
+    client = relay_app(endpoints={"plain": backends("plain").url}, delivery_attempts=2,
+                       delivery_backoff_s=0.1)
+    message_id = client.post(MESSAGE, json={"payload": {}, "service": "nobody", "async": True}).json()["id"]
+    found: dict[str, Any] = {}
+
+    def failed() -> bool:
+        found.update(client.get(f"/api/v2/relaycore/messages/{message_id}").json())
+        return found["state"] == "failed"
+
+    wait_until(failed, 20)
+    assert found["attempts"] == 2 and "'nobody'" in found["last_error"]
