@@ -1,0 +1,43 @@
+"""Fixtures for the production profile: several fresh PostgreSQL databases, one per store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import POSTGRES_ADMIN_URL, _postgres_reachable
+
+
+@pytest.fixture
+def postgres_databases() -> Iterator[Callable[[str], str]]:
+    """`make("mlflow")` -> the URL of a new, empty database; all are dropped afterwards."""
+    if not _postgres_reachable():
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def make(purpose: str) -> str:
+        name = f"automatrix_{purpose}_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    yield make
+    with admin.connect() as connection:
+        for name in created:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
