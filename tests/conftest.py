@@ -40,9 +40,19 @@ def _fresh_settings() -> Iterator[Settings]:
     store_engine.cache_clear()
     current = get_settings()
     mlflow.set_tracking_uri(current.mlflow_tracking_uri)
+    _forget_active_experiment()
     yield current
     get_settings.cache_clear()
     store_engine.cache_clear()
+
+
+def _forget_active_experiment() -> None:
+    """An experiment set by an earlier test belongs to that test's store; MLflow keeps it in a global."""
+    import mlflow.tracking.fluent as fluent
+
+    fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
 
 
 @pytest.fixture(scope="session")
