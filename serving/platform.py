@@ -142,6 +142,8 @@ def run_platform(settings: Settings, seed: bool = True) -> None:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     os.environ["PREFECT_API_URL"] = api_url
+    # The Prefect server's own database lives with the project's data unless told otherwise.
+    env.setdefault("PREFECT_HOME", str(Path("data/prefect").resolve()))
     supervisor = Supervisor(env)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
