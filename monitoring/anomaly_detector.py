@@ -40,7 +40,10 @@ class DetectorConfig:
     day_bins: int = 48  # half-hour slots of the day for the time-of-day profile
     profile_alpha: float = 0.1
     profile_min_visits: int = 3  # a slot must be seen a few times before it is an expectation
-    onset_decay: float = 0.1  # surprise (nats) the onset gate forgets per row
+    onset_decay: float = 0.1  # surprise (nats) the onset gate forgets per quiet row
+    onset_quiet: float = 2.0  # a row below this surprise (nats) is quiet: the event may be over
+    rare_surprise: float = 10.0  # a feature value this surprising (nats) is forgotten sooner
+    rare_memory: int = 500  # rows a rare value stays in its calibrator (vs `history`)
     onset_cap: float = 30.0  # so that one huge event does not mute the series for too long
     score_scale: float = 10.0  # surprise that maps to a score of 1 - 1/e
 
@@ -81,15 +84,22 @@ class DailyProfile:
 
 
 class OnsetGate:
-    """Passes a surprise only when it beats the recent record, which decays row by row."""
+    """Passes a surprise only when it beats the record of the current event.
+
+    The record only decays on quiet rows: while the series stays remarkable the event is still
+    going on, however its surprise wobbles (a long deviation seen through a time-of-day profile
+    jumps at each slot change, then fades as the slot adapts), and a wobble is not a new event.
+    """
 
     def __init__(self, config: DetectorConfig) -> None:
         self._config = config
         self._record = 0.0
 
     def update(self, surprise: float) -> float:
+        cfg = self._config
         record = self._record
-        self._record = max(surprise, min(record, self._config.onset_cap) - self._config.onset_decay)
+        decay = cfg.onset_decay if surprise < cfg.onset_quiet else 0.0
+        self._record = max(surprise, min(record, cfg.onset_cap) - decay)
         return surprise if surprise > record else 0.0
 
 
@@ -108,7 +118,15 @@ class MetricAnomalyDetector:
         self._fast = self._slow = self._volatility = 0.0
         self._previous: float | None = None
         self._profile = DailyProfile(cfg)
-        self._calibrators = [TailCalibrator(cfg.history, cfg.min_history) for _ in range(5)]
+        self._calibrators = [
+            TailCalibrator(
+                cfg.history,
+                cfg.min_history,
+                rare_surprise=cfg.rare_surprise,
+                rare_memory=cfg.rare_memory,
+            )
+            for _ in range(5)
+        ]
         self._gate = OnsetGate(cfg)
         self.last_surprise = 0.0  # before the onset gate, for combining metrics of one service
 
