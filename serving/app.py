@@ -172,5 +172,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                                   ref_template="#/components/schemas/{model}")
     schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))
     document_rate_limits(schema)
+    _document_validation_errors(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _document_validation_errors(schema: dict[str, Any]) -> None:
+    """Every 422 has the shape `_validation_error` (or an HTTPException) answers, not FastAPI's."""
+    schema["components"]["schemas"]["HTTPValidationError"] = {
+        "title": "HTTPValidationError", "type": "object", "required": ["detail"],
+        "properties": {
+            "detail": {"type": "string", "description": "the first problem, with where it is"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}}}},
+        },
+    }

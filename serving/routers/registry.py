@@ -16,7 +16,7 @@ from serving.state import AppState, StateDep
 
 router = APIRouter(prefix="/api/v2/neuroweaver/models", tags=["neuroweaver"])
 
-VersionPath = Path(pattern=r"^\d+$", description="a registered version number", examples=["3"])
+VersionPath = Path(pattern=r"^\d{1,18}$", description="a registered version number", examples=["3"])
 AliasPath = Path(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", examples=["champion"])
 _404: dict[int | str, dict[str, Any]] = {404: {"description": "unknown version"}, 503: {"description": "the registry is down"}}
 
