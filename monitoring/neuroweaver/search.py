@@ -122,20 +122,6 @@ def _storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     raise AssertionError("unreachable")
 
 
-def _storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """The study storage; two workers creating a fresh one at once race on its schema, so retry."""
-    for attempt in range(attempts):
-        try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": _connect_args(url)}
-            )
-        except sqlalchemy.exc.SQLAlchemyError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _connect_args(url: str) -> dict[str, object]:
     return {"timeout": 60} if url.startswith("sqlite") else {}
 
