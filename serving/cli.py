@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 from pydantic import ValidationError
@@ -60,7 +60,7 @@ def ingest(
 
     result = _run(
         lambda: ingest_flow(
-            source=source,
+            source=cast(Any, source),
             start=_utc(start),
             end=_utc(end),
             csv_path=str(csv_path) if csv_path else None,
@@ -172,7 +172,7 @@ def _run(call: Any) -> Any:
         _fail(f"{type(exc).__name__}: {exc}", code=1)
 
 
-def _fail(message: str, code: int = 2) -> Any:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=code)
 

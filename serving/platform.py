@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -113,6 +114,7 @@ def deploy(env: dict[str, str]) -> None:
 
 def seed_if_empty(settings: Settings) -> None:
     """On an empty store: backfill three days of simulated metrics, then start a first training."""
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from sqlalchemy.orm import Session
 
@@ -124,7 +126,9 @@ def seed_if_empty(settings: Settings) -> None:
             return
     print("[automatrix] empty store: ingesting three days of simulated metrics", flush=True)
     ingest_flow(source="simulator")
-    run = run_deployment("neuroweaver-train/daily", parameters=SEED_TRAINING, timeout=0)
+    run = cast(
+        FlowRun, run_deployment("neuroweaver-train/daily", parameters=SEED_TRAINING, timeout=0)
+    )
     print(
         f"[automatrix] first training: {settings.prefect_ui_url}/runs/flow-run/{run.id}", flush=True
     )

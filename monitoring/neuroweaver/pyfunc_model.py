@@ -11,12 +11,13 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from monitoring.neuroweaver.model import NeuroWeaverModel
 from monitoring.samples import METRICS
 
 
-class NeuroWeaverPyfunc(mlflow.pyfunc.PythonModel):
+class NeuroWeaverPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         artifacts = context.artifacts
         self.model = NeuroWeaverModel.load(Path(artifacts["config"]), Path(artifacts["weights"]))

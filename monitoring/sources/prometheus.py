@@ -51,7 +51,7 @@ def fetch(
 def _query_range(
     client: httpx.Client, base_url: str, query: str, start: datetime, end: datetime, step: timedelta
 ) -> list[dict[str, Any]]:
-    params = {
+    params: dict[str, str | float] = {
         "query": query,
         "start": start.timestamp(),
         "end": end.timestamp(),
