@@ -22,6 +22,15 @@ import orjson
 
 log = logging.getLogger(__name__)
 
+# Component states carry dicts keyed by numbers (queue depth per priority) and numpy values.
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def encode(document: Any) -> bytes:
+    """JSON for the live feed, tolerant of non-string keys and numpy values."""
+    return orjson.dumps(document, option=JSON_OPTIONS)
+
+
 EVENT_TYPES = ("snapshot", "champion", "training", "anomaly", "breaker", "routing", "metrics")
 _CLOSED = object()
 
@@ -33,7 +42,7 @@ class Event:
     at: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
-        return orjson.dumps({"type": self.type, "at": self.at, "payload": self.payload}).decode()
+        return encode({"type": self.type, "at": self.at, "payload": self.payload}).decode()
 
 
 class Subscription:

@@ -23,11 +23,14 @@ def model_status(state: AppState) -> dict[str, Any]:
     holder, loaded = state.holder, state.holder.current
     return {
         "status": "up" if loaded else "down",
-        "name": holder.name, "alias": holder.alias,
+        "name": holder.name,
+        "alias": holder.alias,
         "version": loaded.version if loaded else None,
         "loaded_at": loaded.loaded_at if loaded else None,
-        "problem": holder.problem, "swaps": holder.swaps,
-        "refused": dict(holder.refused), "last_check": holder.last_check,
+        "problem": holder.problem,
+        "swaps": holder.swaps,
+        "refused": dict(holder.refused),
+        "last_check": holder.last_check,
     }
 
 
@@ -44,11 +47,22 @@ def store_status(state: AppState) -> dict[str, Any]:
         run = last_run(engine)
     except Exception as exc:
         return {"status": "down", "problem": f"the metric store is unreachable: {_first_line(exc)}"}
-    ingestion = None if run is None else {
-        "source": run.source, "accepted": run.accepted, "rejected": run.rejected,
-        "finished_at": run.finished_at.isoformat()}
-    return {"status": "up", "services": services,
-            "latest_sample": latest.isoformat() if latest else None, "last_ingestion": ingestion}
+    ingestion = (
+        None
+        if run is None
+        else {
+            "source": run.source,
+            "accepted": run.accepted,
+            "rejected": run.rejected,
+            "finished_at": run.finished_at.isoformat(),
+        }
+    )
+    return {
+        "status": "up",
+        "services": services,
+        "latest_sample": latest.isoformat() if latest else None,
+        "last_ingestion": ingestion,
+    }
 
 
 def training_status(state: AppState, limit: int = 5) -> dict[str, Any]:
@@ -57,20 +71,33 @@ def training_status(state: AppState, limit: int = 5) -> dict[str, Any]:
     try:
         runs = progress.recent(state.engine(), limit=limit)
     except Exception as exc:
-        return {"status": "down", "enabled": state.settings.enable_ml_training,
-                "problem": _first_line(exc), "runs": []}
-    return {"status": "up" if state.settings.enable_ml_training else "disabled",
+        return {
+            "status": "down",
             "enabled": state.settings.enable_ml_training,
-            "runs": [run_dict(state, run) for run in runs]}
+            "problem": _first_line(exc),
+            "runs": [],
+        }
+    return {
+        "status": "up" if state.settings.enable_ml_training else "disabled",
+        "enabled": state.settings.enable_ml_training,
+        "runs": [run_dict(state, run) for run in runs],
+    }
 
 
 def run_dict(state: AppState, run: Any) -> dict[str, Any]:
     ui = state.settings.prefect_ui_url.rstrip("/")
     return {
-        "id": run.id, "flow_run_id": run.flow_run_id, "state": run.state, "trial": run.trial,
-        "n_trials": run.n_trials, "epoch": run.epoch, "best_loss": run.best_loss,
-        "model_version": run.model_version, "message": run.message,
-        "started_at": run.started_at, "updated_at": run.updated_at,
+        "id": run.id,
+        "flow_run_id": run.flow_run_id,
+        "state": run.state,
+        "trial": run.trial,
+        "n_trials": run.n_trials,
+        "epoch": run.epoch,
+        "best_loss": run.best_loss,
+        "model_version": run.model_version,
+        "message": run.message,
+        "started_at": run.started_at,
+        "updated_at": run.updated_at,
         "prefect_ui_url": f"{ui}/runs/flow-run/{run.flow_run_id}" if run.flow_run_id else None,
     }
 
@@ -82,8 +109,11 @@ def components(state: AppState) -> dict[str, Any]:
         "model": model_status(state),
         "store": store_status(state),
         "training": training_status(state),
-        "live_feed": {"status": "up", "clients": state.hub.subscriber_count,
-                      "dropped_clients": state.hub.dropped_clients},
+        "live_feed": {
+            "status": "up",
+            "clients": state.hub.subscriber_count,
+            "dropped_clients": state.hub.dropped_clients,
+        },
     }
     for name, probe in state.components.items():
         try:
@@ -97,7 +127,8 @@ def overview(state: AppState) -> dict[str, Any]:
     """Blocking: the ecosystem in one document (what /api/v2/ecosystem/status returns)."""
     found = components(state)
     return {
-        "status": "ok" if found["model"]["status"] == "up" and found["store"]["status"] == "up"
+        "status": "ok"
+        if found["model"]["status"] == "up" and found["store"]["status"] == "up"
         else "degraded",
         "model_version": found["model"]["version"],
         "last_ingestion": found["store"].get("last_ingestion"),
@@ -154,18 +185,34 @@ async def tick(state: AppState, interval: float) -> None:
         except Exception:
             log.exception("could not build the live snapshot")
             continue
-        runs = [(r["id"], r["state"], r["trial"], r["epoch"], r["best_loss"])
-                for r in current["components"]["training"]["runs"]]
-        if last_training is not None and runs != last_training:
-            state.hub.publish("training", {"runs": current["components"]["training"]["runs"]})
-        last_training = runs
-        state.hub.publish("snapshot", current)
+        try:
+            last_training = _publish(state, current, last_training)
+        except Exception:  # the ticker must outlive any one bad snapshot
+            log.exception("could not publish the live snapshot")
+
+
+def _publish(state: AppState, current: dict[str, Any], last_training: Any) -> Any:
+    runs = [
+        (r["id"], r["state"], r["trial"], r["epoch"], r["best_loss"])
+        for r in current["components"]["training"]["runs"]
+    ]
+    if last_training is not None and runs != last_training:
+        state.hub.publish("training", {"runs": current["components"]["training"]["runs"]})
+    state.hub.publish("snapshot", current)
+    return runs
 
 
 def announce_swap(state: AppState, loaded: Any) -> None:
     """Tells live clients that a new champion answers from now on."""
-    state.hub.publish("champion", {"name": loaded.name, "version": loaded.version,
-                                   "alias": loaded.alias, "loaded_at": loaded.loaded_at})
+    state.hub.publish(
+        "champion",
+        {
+            "name": loaded.name,
+            "version": loaded.version,
+            "alias": loaded.alias,
+            "loaded_at": loaded.loaded_at,
+        },
+    )
 
 
 def _first_line(exc: BaseException) -> str:

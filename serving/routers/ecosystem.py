@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from serving import live
-from serving.events import Subscription
+from serving.events import Subscription, encode
 from serving.state import AppState, StateDep
 
 router = APIRouter(tags=["ecosystem"])
@@ -33,21 +33,29 @@ async def overview(state: StateDep) -> dict[str, Any]:
 
 
 @router.get("/api/v2/ecosystem/live", responses={200: {"content": {"text/event-stream": {}}}})
-async def live_snapshot(request: Request, state: StateDep,
-                        stream: bool = Query(False, description="stream server-sent events")) -> Response:
+async def live_snapshot(
+    request: Request,
+    state: StateDep,
+    stream: bool = Query(False, description="stream server-sent events"),
+) -> Response:
     """One live snapshot, or with ?stream=true (or Accept: text/event-stream) an SSE stream."""
     if stream or "text/event-stream" in request.headers.get("accept", ""):
         subscription = state.hub.subscribe()
         first = await run_in_threadpool(live.snapshot, state)
-        return StreamingResponse(_sse(request, subscription, first), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            _sse(request, subscription, first),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     body = await run_in_threadpool(live.snapshot, state)
-    return Response(orjson.dumps({"type": "snapshot", "payload": body}), media_type="application/json")
+    return Response(encode({"type": "snapshot", "payload": body}), media_type="application/json")
 
 
-async def _sse(request: Request, subscription: Subscription, first: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _sse(
+    request: Request, subscription: Subscription, first: dict[str, Any]
+) -> AsyncIterator[bytes]:
     try:
-        yield b"event: snapshot\ndata: " + orjson.dumps({"type": "snapshot", "payload": first}) + b"\n\n"
+        yield b"event: snapshot\ndata: " + encode({"type": "snapshot", "payload": first}) + b"\n\n"
         while not await request.is_disconnected():
             try:
                 message = await asyncio.wait_for(subscription.get(), timeout=15)
@@ -85,7 +93,7 @@ async def _send(websocket: WebSocket, subscription: Subscription, state: AppStat
     """Delivers the client's queue; a client too slow to take a message in time is dropped."""
     try:
         first = await run_in_threadpool(live.snapshot, state)
-        await websocket.send_text(orjson.dumps({"type": "snapshot", "payload": first}).decode())
+        await websocket.send_text(encode({"type": "snapshot", "payload": first}).decode())
         async for message in subscription:
             await asyncio.wait_for(websocket.send_text(message), timeout=SEND_TIMEOUT_S)
     except Exception:
