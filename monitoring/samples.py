@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -124,11 +125,10 @@ def _within_bounds(rows: list[Any]) -> np.ndarray:
     )
     if not typed.any():
         return typed
+    readings = attrgetter(*METRICS)
+    missing = (np.nan,) * len(METRICS)
     values = np.array(
-        [
-            [getattr(r, m) for m in METRICS] if t else [np.nan] * len(METRICS)
-            for r, t in zip(rows, typed, strict=True)
-        ],
+        [readings(r) if t else missing for r, t in zip(rows, typed.tolist(), strict=True)],
         dtype=np.float64,
     )
     low = np.array([BOUNDS[m][0] for m in METRICS])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import (
     DateTime,
     Float,
@@ -168,17 +168,9 @@ def upsert_samples(session: Session, samples: Sequence[Sample], chunk: int = 10_
     ids = ensure_services(session, {sample.service for sample in samples})
     dialect = session.get_bind().dialect.name
     stamps = _sqlite_stamps(samples) if dialect == "sqlite" else [s.timestamp for s in samples]
+    readings = attrgetter("service", *METRICS)
     rows = [
-        (
-            ids[s.service],
-            stamp,
-            s.cpu_usage,
-            s.memory_usage,
-            s.network_latency,
-            s.error_rate,
-            s.request_count,
-        )
-        for s, stamp in zip(samples, stamps, strict=True)
+        (ids[r[0]], stamp, *r[1:]) for r, stamp in zip(map(readings, samples), stamps, strict=True)
     ]
     # One statement may not touch a row twice (PostgreSQL refuses), so the last sample wins.
     rows = list({row[:2]: row for row in rows}.values())
@@ -200,12 +192,20 @@ def _upsert_sql(dialect: str) -> str:
 
 
 def _sqlite_stamps(samples: Sequence[Sample]) -> list[str]:
-    """UTC timestamps in the text form SQLAlchemy's SQLite DateTime reads, converted in one pass."""
-    micros = np.fromiter(
-        (round(s.timestamp.timestamp() * 1e6) for s in samples), np.int64, len(samples)
-    )
-    text = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us")
-    return [value.replace("T", " ") for value in text.tolist()]
+    """UTC timestamps in the text form SQLAlchemy's SQLite DateTime reads and writes.
+
+    A batch holds many services at the same instants, so each distinct instant is formatted once.
+    """
+    cache: dict[datetime, str] = {}
+    out = []
+    for sample in samples:
+        text = cache.get(sample.timestamp)
+        if text is None:
+            text = cache[sample.timestamp] = sample.timestamp.astimezone(UTC).strftime(
+                "%Y-%m-%d %H:%M:%S.%f"
+            )
+        out.append(text)
+    return out
 
 
 def count_samples(session: Session, service: str | None = None) -> int:
