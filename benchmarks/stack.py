@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.serving_bench import free_port, register_model, wait_ready
+from benchmarks.serving_bench import free_port, register_model, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTOMATRIX = str(Path(sys.executable).with_name("automatrix"))
@@ -64,16 +64,6 @@ def start_api(env: dict[str, str], port: int, log: Path, workers: int = 1) -> su
                                    start_new_session=True)
     wait_ready(f"http://127.0.0.1:{port}/ready", process, timeout=180)
     return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, 15)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
 
 
 @contextmanager

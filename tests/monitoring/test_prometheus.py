@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,14 +13,9 @@ import pytest
 
 from monitoring.samples import validate
 from monitoring.sources.prometheus import PrometheusError, fetch
+from tests.net import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(url: str, timeout: float = 30) -> None:
@@ -43,7 +37,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "Debian's prometheus and prometheus-node-exporter are not installed (.ci/run installs them)"
         )
     folder = tmp_path_factory.mktemp("prometheus")
-    exporter_port, server_port = _free_port(), _free_port()
+    exporter_port, server_port = free_port(), free_port()
     config = folder / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -107,4 +101,4 @@ def test_fetch_prometheus_reports_a_bad_query(prometheus: str) -> None:
 
 def test_fetch_prometheus_reports_an_unreachable_server() -> None:
     with pytest.raises(PrometheusError, match="unreachable"):
-        fetch(f"http://127.0.0.1:{_free_port()}", *_window())
+        fetch(f"http://127.0.0.1:{free_port()}", *_window())

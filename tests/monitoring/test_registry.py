@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from monitoring.neuroweaver.features import FeaturePipeline
 from monitoring.neuroweaver.model import Architecture, NeuroWeaverModel, build_network
 from monitoring.neuroweaver.training import Hyperparameters, Split, train_model
 from serving.settings import Settings
+from tests.net import free_port
 
 NAME = "neuroweaver"
 RNG = np.random.default_rng(7)
@@ -120,17 +120,11 @@ def test_load_version_refuses_a_version_without_weights(settings: Settings) -> N
         registry.load_version(NAME, str(info.registered_model_version))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_champion_answers_in_mlflow_models_serve(settings: Settings) -> None:
     version = _register(_trained())
     MlflowClient().set_registered_model_alias(NAME, "champion", version)
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,

@@ -16,7 +16,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.serving.relaycore_support import free_port, start_backend, wait_until
+from tests.net import free_port
+from tests.serving.relaycore_support import start_backend, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

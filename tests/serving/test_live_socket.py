@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import pytest
 import uvicorn
@@ -14,12 +13,7 @@ from serving.app import create_app
 from serving.events import EventHub
 from serving.relaycore.config import get_relaycore_settings
 from serving.settings import Settings, get_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.net import free_port
 
 
 def test_publish_event_with_number_keys_reaches_subscriber() -> None:
@@ -38,7 +32,7 @@ def test_websocket_over_real_socket_receives_repeated_snapshots(
     monkeypatch.setenv("RELAYCORE_STATUS_INTERVAL_S", "0.2")  # routing status joins the snapshots
     get_settings.cache_clear()
     get_relaycore_settings.cache_clear()
-    port = _free_port()
+    port = free_port()
 
     async def scenario() -> list[str]:
         server = uvicorn.Server(

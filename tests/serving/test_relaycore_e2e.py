@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.net import free_port
 from tests.serving import relaycore_support as support
 from tests.serving.relaycore_support import (
     Backend,
     api_process,
-    free_port,
     relay_environment,
     wait_until,
 )
