@@ -139,11 +139,13 @@ def run_search(
     logger = _TrialLogger(experiment_id, parent_run_id)
     best: dict[str, object] = {}
     losses: dict[int, float] = {}
+    mine: set[int] = set()
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, settings.max_epochs)
         run_id = logger.start(f"trial-{trial.number}", _flat(params))
         trial.set_user_attr("mlflow_run_id", run_id)
+        mine.add(trial.number)
 
         def on_epoch(epoch: int, loss: float) -> None:
             logger.metric(run_id, "val_loss", loss, step=epoch)
@@ -175,9 +177,8 @@ def run_search(
         raise RuntimeError(
             "no trial completed in this worker: raise the trial count or the timeout"
         )
-    states = [
-        t.state for t in study.trials if t.number in losses or t.user_attrs.get("mlflow_run_id")
-    ]
+    # Another worker sharing the study has its own trials; count only the ones run here.
+    states = [t.state for t in study.trials if t.number in mine]
     return SearchResult(
         model=best["model"],  # type: ignore[arg-type]
         params=best["params"],  # type: ignore[arg-type]
