@@ -13,7 +13,7 @@ from torch import nn
 from monitoring.neuroweaver.features import FeaturePipeline
 from monitoring.neuroweaver.labels import HORIZON_MINUTES, TARGET, xy
 from monitoring.neuroweaver.model import Architecture, NeuroWeaverModel, build_network
-from monitoring.samples import METRICS
+from monitoring.samples import METRICS, metric_problem
 
 MIN_ROWS = 50
 
@@ -131,19 +131,20 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
 
 def labelled_rows_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     """User-supplied labelled rows, validated; a bad row is named by its number."""
-    from monitoring.samples import metric_problem
-
     checked = []
     for number, row in enumerate(rows):
         for name in (*METRICS, TARGET):
-            value = row.get(name)
-            problem = _target_problem(value) if name == TARGET else metric_problem(name, value)
-            if value is None:
-                problem = f"{name} is missing"
+            problem = _field_problem(name, row.get(name))
             if problem:
                 raise TrainingDataError(f"row {number}: {problem}")
         checked.append({name: float(row[name]) for name in (*METRICS, TARGET)})  # type: ignore[arg-type]
     return pd.DataFrame(checked, columns=[*METRICS, TARGET])
+
+
+def _field_problem(name: str, value: object) -> str | None:
+    if value is None:
+        return f"{name} is missing"
+    return _target_problem(value) if name == TARGET else metric_problem(name, value)
 
 
 def _target_problem(value: object) -> str | None:
