@@ -122,8 +122,8 @@ def promote(version: str, split: Split, parent: ParentRun) -> registry.Promotion
     x_test, y_test = xy(split.test)
     decision = registry.decide(settings.model_name, settings.model_alias, version, x_test, y_test)
     registry.apply(decision, settings.model_name, settings.model_alias)
-    for key, value in decision.tags().items():
-        MlflowClient().set_tag(parent.run_id, key, value)
+    tags = [mlflow.entities.RunTag(key, value) for key, value in decision.tags().items()]
+    MlflowClient().log_batch(parent.run_id, tags=tags)  # one request, not one per tag
     return decision
 
 
