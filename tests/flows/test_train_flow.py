@@ -43,6 +43,8 @@ def test_pipeline_simulate_ingest_train_registers_a_champion_with_signature(
     assert str(champion.version) == result["version"] and result["promoted"]
     assert info.signature is not None and info.saved_input_example_info is not None
     assert champion.tags["promotion.reason"] == "no champion yet"
+    parent = MlflowClient().get_run(result["mlflow_run_id"])
+    assert parent.data.tags["promotion.promoted"] == "True"
 
 
 def test_pipeline_logs_each_trial_as_a_nested_run_with_its_epoch_losses(ingested: Settings) -> None:
