@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
 from starlette.requests import ClientDisconnect
 
-from serving import live, models
+from serving import live, models, predict
 from serving.batching import MicroBatcher
 from serving.events import EventHub, set_default_hub
 from serving.logs import RequestId, configure_logging, install_redaction
@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _add_middleware(app: FastAPI, state: AppState) -> None:
+    predict_route = next(r for r in neuroweaver.router.routes if getattr(r, "path", None) == predict.PATH)
+    app.add_middleware(predict.PredictPath, state=state, route=predict_route)  # innermost
     if state.settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=state.settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"])

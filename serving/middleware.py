@@ -16,9 +16,15 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = orjson.dumps(body)
+async def send_json(send: Send, status: int, body: dict[str, Any],
+                    extra: dict[str, str] | None = None) -> None:
+    await send_raw_json(send, status, orjson.dumps(body), extra)
+
+
+async def send_raw_json(send: Send, status: int, payload: bytes, extra: dict[str, str] | None = None) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if extra:
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

@@ -82,15 +82,18 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
-def get_state(request: Request) -> AppState:
+# The dependencies that only read the state are `async def`: FastAPI runs a plain `def` one
+# on the thread pool, a hop that costs more than the lookup. get_engine may open and migrate
+# the store on its first call, so it stays on the pool.
+async def get_state(request: Request) -> AppState:
     return request.app.state.automatrix  # type: ignore[no-any-return]
 
 
-def get_settings_dep(state: Annotated[AppState, Depends(get_state)]) -> Settings:
+async def get_settings_dep(state: Annotated[AppState, Depends(get_state)]) -> Settings:
     return state.settings
 
 
-def get_model(state: Annotated[AppState, Depends(get_state)]) -> LoadedModel:
+async def get_model(state: Annotated[AppState, Depends(get_state)]) -> LoadedModel:
     loaded = state.holder.current
     if loaded is None:
         raise HTTPException(503, f"no model is being served: {state.holder.problem}")
@@ -104,7 +107,7 @@ def get_engine(state: Annotated[AppState, Depends(get_state)]) -> Engine:
         raise HTTPException(503, str(exc)) from None
 
 
-def get_hub(state: Annotated[AppState, Depends(get_state)]) -> EventHub:
+async def get_hub(state: Annotated[AppState, Depends(get_state)]) -> EventHub:
     return state.hub
 
 

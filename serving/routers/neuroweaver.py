@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from serving import live
-from serving.analytics import PredictionRecord
+from serving.predict import score
 from serving.schemas import (
     EXAMPLE_SAMPLE,
     BatchPredictionResponse,
@@ -24,7 +22,7 @@ from serving.schemas import (
 )
 from serving.state import EngineDep, SettingsDep, StateDep
 from serving.training import PrefectUnavailable, start_training
-from serving.validation import InputError, parse_prediction
+from serving.validation import InputError
 
 router = APIRouter(prefix="/api/v2/neuroweaver", tags=["neuroweaver"])
 
@@ -54,29 +52,13 @@ _PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
              response_class=Response)
 async def predict(request: Request, state: StateDep) -> Response:
     """Scores one sample, or up to MAX_BATCH_ROWS as {"instances": [...]}, with the champion."""
-    if state.holder.current is None:
-        raise HTTPException(503, f"no model is being served: {state.holder.problem}")
-    batcher = state.batcher
-    batcher.enter()
+    # In the app, serving.predict.PredictPath answers this path before routing; this handler
+    # documents it and serves it wherever the router is used without that middleware.
     try:
-        parsed = parse_prediction(await request.body(), state.settings.max_batch_rows)
-        answer = await batcher.predict(parsed.rows)
+        payload = await score(state, request.body)
     except InputError as exc:
         raise HTTPException(exc.status, str(exc)) from None
-    finally:
-        batcher.leave()
-    loaded = answer.model
-    state.predictions.offer(PredictionRecord(time.time(), loaded.version, len(parsed.rows),
-                                             parsed.keys, answer.scores))
-    scores = answer.scores.tolist()
-    body: dict[str, Any] = {"model_name": loaded.name, "model_version": loaded.version,
-                            "model_alias": loaded.alias}
-    if parsed.batch:
-        body["predictions"] = [{"performance_score": s} for s in scores]
-        body["count"] = len(scores)
-    else:
-        body["performance_score"] = scores[0]
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Response(payload, media_type="application/json")
 
 
 @router.post("/train", status_code=202, response_model=TrainingAccepted,

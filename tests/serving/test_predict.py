@@ -91,3 +91,21 @@ def test_predict_without_model_is_503_with_reason(api_settings) -> None:
     assert "no version of 'neuroweaver' has the alias @champion" in response.json()["detail"]
     assert ready.status_code == 503
     assert not ready.json()["ready"]
+
+
+def test_the_documented_route_answers_exactly_as_the_fast_path(client: TestClient, champion: str) -> None:
+    from serving.app import create_app
+    from serving.predict import PredictPath
+
+    routed_app = create_app()
+    routed_app.user_middleware = [m for m in routed_app.user_middleware if m.cls is not PredictPath]
+    with TestClient(routed_app) as routed:
+        for body in (SAMPLE, {"instances": [SAMPLE, {**SAMPLE, "cpu_usage": 1.0}]}, {**SAMPLE, "cpu_usage": -1}):
+            fast, slow = client.post(PREDICT, json=body), routed.post(PREDICT, json=body)
+            assert (fast.status_code, fast.json()) == (slow.status_code, slow.json())
+
+
+def test_predict_carries_the_request_id_and_other_methods_reach_the_router(client: TestClient) -> None:
+    answered = client.post(PREDICT, json=SAMPLE, headers={"X-Request-ID": "trace-42"})
+    assert answered.headers["x-request-id"] == "trace-42"
+    assert client.get(PREDICT).status_code == 405
