@@ -34,14 +34,23 @@ from serving.orchestrator.api import router as orchestrator_router
 from serving.ratelimit import RateLimit
 from serving.ratelimit import document as document_rate_limits
 from serving.relaycore.api import router as relaycore_router
-from serving.routers import analytics, dashboard, ecosystem, health, ingest, neuroweaver, registry
+from serving.routers import (
+    analytics,
+    dashboard,
+    ecosystem,
+    health,
+    ingest,
+    neuroweaver,
+    registry,
+    webhooks,
+)
 from serving.security import require_api_key
 from serving.settings import Settings, get_settings
 from serving.state import AppState, StoreUnavailable
 
 log = logging.getLogger(__name__)
-ROUTERS = [health.router, neuroweaver.router, registry.router, ingest.router, ecosystem.router,
-           analytics.router, dashboard.router, relaycore_router, orchestrator_router]
+ROUTERS = [health.router, neuroweaver.router, registry.router, webhooks.router, ingest.router,
+           ecosystem.router, analytics.router, dashboard.router, relaycore_router, orchestrator_router]
 FIRST_LOAD_TIMEOUT_S = 60.0
 
 

@@ -202,6 +202,23 @@ def _publish(state: AppState, current: dict[str, Any], last_training: Any) -> An
     return runs
 
 
+_RELOADS: set[asyncio.Task[None]] = set()  # referenced until done, so none is collected midway
+
+
+def reload_soon(state: AppState) -> None:
+    """Starts `reload_champion` in the background (after a promotion, or on MLflow's webhook)."""
+    task = asyncio.get_running_loop().create_task(reload_champion(state))
+    _RELOADS.add(task)
+    task.add_done_callback(_RELOADS.discard)
+
+
+async def reload_champion(state: AppState) -> None:
+    """Checks the alias now (off the loop) and announces a swap; the poller does the same later."""
+    loaded = await asyncio.to_thread(state.holder.reload)
+    if loaded is not None:
+        announce_swap(state, loaded)
+
+
 def announce_swap(state: AppState, loaded: Any) -> None:
     """Tells live clients that a new champion answers from now on."""
     state.hub.publish(

@@ -51,10 +51,11 @@ def register_secrets(values: Iterable[str | None]) -> None:
 
 
 def secrets_of(settings: Any) -> list[str]:
-    """The API key and the password of each store URL in `settings`."""
+    """The API key, the webhook secret and the password of each store URL in `settings`."""
     from sqlalchemy.engine import make_url
 
-    found = [settings.api_key.get_secret_value() if settings.api_key else None]
+    found = [key.get_secret_value() if key else None
+             for key in (settings.api_key, getattr(settings, "mlflow_webhook_secret", None))]
     for url in (settings.database_url, settings.optuna_storage, settings.mlflow_tracking_uri):
         try:
             found.append(make_url(url).password)  # type: ignore[arg-type]

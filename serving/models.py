@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,9 +116,17 @@ class ModelHolder:
     refused: dict[str, str] = field(default_factory=dict)
     last_check: float | None = None
     swaps: int = 0
+    _reloading: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reload(self) -> LoadedModel | None:
-        """Blocking: loads a newly aliased version; returns it when it was swapped in."""
+        """Blocking: loads a newly aliased version; returns it when it was swapped in.
+
+        One reload at a time: the poller, a promotion and MLflow's webhook may all ask at once.
+        """
+        with self._reloading:
+            return self._reload()
+
+    def _reload(self) -> LoadedModel | None:
         self.last_check = time.time()
         try:
             version = resolve_alias(self.name, self.alias)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from serving.settings import Settings
+from serving.webhook import MLFLOW_LOCAL_WEBHOOKS
 
 WORK_POOL = "automatrix"
 SEED_TRAINING = {"trials": 6, "max_epochs": 8, "window_days": 3.0, "timeout_s": 300.0}
@@ -144,6 +146,9 @@ def run_platform(settings: Settings, seed: bool = True) -> None:
         # Nothing leaves the machine: Prefect's telemetry would try to reach the internet.
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # The MLflow server tells the API at once when @champion moves (serving/webhook.py).
+        **MLFLOW_LOCAL_WEBHOOKS,
+        "MLFLOW_WEBHOOK_SECRET": _webhook_secret(settings),
     }
     os.environ["PREFECT_API_URL"] = api_url
     # The Prefect server's own database lives with the project's data unless told otherwise.
@@ -171,6 +176,7 @@ def run_platform(settings: Settings, seed: bool = True) -> None:
         )
         if _api_available():
             supervisor.start("api", [_bin("automatrix"), "serve"])
+            _connect_webhook(settings, env["MLFLOW_WEBHOOK_SECRET"], supervisor)
         if seed:
             seed_if_empty(settings)
         _announce(settings)
@@ -181,6 +187,27 @@ def run_platform(settings: Settings, seed: bool = True) -> None:
         print("\n[automatrix] Ctrl-C: stopping", flush=True)
     finally:
         supervisor.stop()
+
+
+def _webhook_secret(settings: Settings) -> str:
+    configured = settings.mlflow_webhook_secret
+    return configured.get_secret_value() if configured else secrets.token_urlsafe(32)
+
+
+def _connect_webhook(settings: Settings, secret: str, supervisor: Supervisor) -> None:
+    """Registers the alias webhook on the MLflow server; without it, the API still polls."""
+    from serving.webhook import ensure_webhook
+
+    mlflow_url = f"http://{settings.host}:{settings.mlflow_port}"
+    hook = f"http://{settings.host}:{settings.api_port}/api/v2/neuroweaver/mlflow-webhook"
+    try:
+        wait_for(f"{mlflow_url}/health", 120, supervisor)
+        ensure_webhook(mlflow_url, hook, secret)
+    except Exception as exc:  # a missing webhook only makes reloads wait for the poll
+        print(f"[automatrix] MLflow webhook not registered ({exc}); the API polls the registry",
+              flush=True)
+        return
+    print(f"[automatrix] MLflow tells the API when @{settings.model_alias} moves ({hook})", flush=True)
 
 
 def _api_available() -> bool:

@@ -131,6 +131,11 @@ class AliasChange(BaseModel):
     note: str = "serving picks the new champion up within MODEL_RELOAD_INTERVAL"
 
 
+class WebhookAnswer(BaseModel):
+    reloading: bool = Field(description="the registry is being checked for a new champion")
+    detail: str
+
+
 class MetricsPush(BaseModel):
     """Samples to store; each is checked on its own and a bad one never blocks the rest."""
 

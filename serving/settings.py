@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     model_name: str = Field(default="neuroweaver", min_length=1)
     model_alias: str = Field(default="champion", min_length=1)
     api_key: SecretStr | None = None
+    mlflow_webhook_secret: SecretStr | None = None  # signs MLflow's alias webhooks (see README)
     environment: Literal["development", "test", "staging", "production"] = "development"
     debug: bool = False
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -16,6 +16,7 @@ from serving.batching import MicroBatcher
 from serving.events import EventHub
 from serving.models import LoadedModel, ModelHolder
 from serving.settings import Settings
+from serving.webhook import RecentDeliveries
 
 ComponentProbe = Callable[[], dict[str, Any]]
 
@@ -34,6 +35,7 @@ class AppState:
     components: dict[str, ComponentProbe] = field(default_factory=dict)
     started_at: float = 0.0
     store_problem: str | None = None
+    deliveries: RecentDeliveries = field(default_factory=RecentDeliveries)
 
     def __post_init__(self) -> None:
         self._gauges = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.concurrency import run_in_threadpool
 
-from serving.live import announce_swap
+from serving.live import reload_soon
 from serving.schemas import AliasChange, ModelList, ModelVersionInfo
 from serving.state import AppState, StateDep
 
@@ -55,14 +54,8 @@ async def rollback(state: StateDep, version: str = VersionPath) -> AliasChange:
 async def _move(state: AppState, version: str, alias: str, older_only: bool) -> AliasChange:
     change = await run_in_threadpool(_set_alias, state, version, alias, older_only)
     if alias == state.holder.alias:  # load it now rather than at the next poll
-        asyncio.get_running_loop().create_task(_reload(state))
+        reload_soon(state)
     return change
-
-
-async def _reload(state: AppState) -> None:
-    loaded = await asyncio.to_thread(state.holder.reload)
-    if loaded is not None:
-        announce_swap(state, loaded)
 
 
 def _client() -> Any:
