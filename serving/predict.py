@@ -40,11 +40,15 @@ async def score(state: AppState, read_body: Callable[[], Awaitable[bytes]]) -> b
     finally:
         batcher.leave()
     loaded = answer.model
-    state.predictions.offer(PredictionRecord(time.time(), loaded.version, len(parsed.rows),
-                                             parsed.keys, answer.scores))
+    state.predictions.offer(
+        PredictionRecord(time.time(), loaded.version, len(parsed.rows), parsed.keys, answer.scores)
+    )
     scores = answer.scores.tolist()
-    body: dict[str, Any] = {"model_name": loaded.name, "model_version": loaded.version,
-                            "model_alias": loaded.alias}
+    body: dict[str, Any] = {
+        "model_name": loaded.name,
+        "model_version": loaded.version,
+        "model_alias": loaded.alias,
+    }
     if parsed.batch:
         body["predictions"] = [{"performance_score": s} for s in scores]
         body["count"] = len(scores)
@@ -85,8 +89,9 @@ class PredictPath:
         if expected is None:
             return None
         headers = dict(scope["headers"])
-        return key_problem("POST", expected, _text(headers.get(b"x-api-key")),
-                           _text(headers.get(b"authorization")))
+        return key_problem(
+            "POST", expected, _text(headers.get(b"x-api-key")), _text(headers.get(b"authorization"))
+        )
 
 
 async def _read_body(receive: Receive) -> bytes:
