@@ -49,7 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(prefix=PREFIX, tags=["relaycore"], lifespan=lifespan)
 
 
-def get_relaycore(request: Request) -> RelayCore:
+async def get_relaycore(request: Request) -> RelayCore:
     relay: RelayCore | None = getattr(request.app.state, "relaycore", None)
     if relay is None:
         raise HTTPException(503, "RelayCore has not started")
