@@ -48,6 +48,7 @@ def claim_concurrently(engines: list[Engine], total: int, batch: int = 7) -> lis
             if not claimed and sum(len(f) for f in found) >= total:
                 return
             found[index].extend(c.id for c in claimed)
+            time.sleep(0.001)  # as a delivery loop does between claims: lets the other claimer in
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(engines))]
     for thread in threads:
