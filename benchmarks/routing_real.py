@@ -15,9 +15,15 @@ Scenarios (base delay 20 ms, 100 ms in the burst):
   holding at most 2 in flight per endpoint and 200 waiting: high-priority p99 is compared with
   the unloaded latency, and every low-priority message must be served or refused with a 429.
 
+In the equal, unequal and slowdown scenarios the baselines also run without a per-endpoint
+limit (marked "*"; 10,000, the API's maximum), as Envoy's and Linkerd's balancers do: they never
+skip an endpoint for being busy, so under the limit round robin is kinder to a slow endpoint
+than the real policy is. Adaptive always runs under the limit, RelayCore's own feature.
+
 Also measured: the latency RelayCore adds on loopback, against calling a backend directly.
 
-    .venv/bin/python benchmarks/routing_real.py [--seconds 6] [--rate 150] [--policies ...]
+    .venv/bin/python benchmarks/routing_real.py [--seconds 20] [--rate 150] [--seed 1]
+        [--policies ...] [--scenarios equal unequal ...]
 """
 
 from __future__ import annotations
@@ -60,12 +66,17 @@ class Scenario:
     burst: bool = False
     max_concurrency: int = 4
     base_ms: float = BASE_MS
+    unlimited_baselines: bool = False
+
+
+UNLIMITED = "*"
+NO_LIMIT = 10_000
 
 
 SCENARIOS = [
-    Scenario("equal", [1, 1, 1, 1], 0.4),
-    Scenario("unequal 1,1,2,4x", [1, 1, 2, 4], 0.55),
-    Scenario("slowdown 20x", [1, 1, 1, 1], 0.4, slowdown=True),
+    Scenario("equal", [1, 1, 1, 1], 0.4, unlimited_baselines=True),
+    Scenario("unequal 1,1,2,4x", [1, 1, 2, 4], 0.55, unlimited_baselines=True),
+    Scenario("slowdown 20x", [1, 1, 1, 1], 0.4, slowdown=True, unlimited_baselines=True),
     Scenario("fast 503", [1, 1, 1, 1], 0.3, fail_first=True),
     # Slower endpoints, so that twice their capacity stays well within what the API process
     # itself can take on two shared cores: the backlog then builds in RelayCore's queue.
@@ -102,6 +113,12 @@ class Run:
 
     def statuses(self, priority: int | None = None) -> Counter[int]:
         return Counter(o.status for o in self.outcomes if priority in (None, o.priority))
+
+    def slowest(self, n: int) -> list[tuple[float, float, str | None]]:
+        """(sent at s, latency ms, endpoint) of the n slowest successes: what the tail is made of."""
+        ok = sorted((o for o in self.outcomes if o.status == 200), key=lambda o: -o.latency_s)
+        return [(round(o.sent_at, 2), round(o.latency_s * 1000, 1),
+                 o.endpoint.rsplit("-", 1)[1] if o.endpoint else None) for o in ok[:n]]
 
     def share(self) -> dict[str, float]:
         total = sum(self.attempts.values()) or 1
@@ -192,15 +209,18 @@ async def send_load(client: httpx.AsyncClient, base: str, plan: list[tuple[float
     return outcomes
 
 
-async def run_scenario(base: str, scenario: Scenario, policy: str, urls: list[str],
+async def run_scenario(base: str, scenario: Scenario, label: str, urls: list[str],
                        seconds: float, rate: float, seed: int) -> Run:
-    names = [f"{scenario.name.split()[0]}-{policy}-{i}" for i in range(len(urls))]
+    policy = label.removesuffix(UNLIMITED)
+    limit = NO_LIMIT if label.endswith(UNLIMITED) else scenario.max_concurrency
+    names = [f"{scenario.name.split()[0]}-{policy}{'-nolimit' if limit == NO_LIMIT else ''}-{i}"
+             for i in range(len(urls))]
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         await client.put(base + "/api/v2/relaycore/policy", json={"policy": policy})
         for name, url in zip(names, urls, strict=True):
             (await client.post(base + "/api/v2/relaycore/endpoints", json={
-                "name": name, "url": url + "/work", "max_concurrency": scenario.max_concurrency})
+                "name": name, "url": url + "/work", "max_concurrency": limit})
              ).raise_for_status()
         controls: list[tuple[float, str, dict[str, Any]]] = []
         if scenario.slowdown:
@@ -208,7 +228,7 @@ async def run_scenario(base: str, scenario: Scenario, policy: str, urls: list[st
                         (0.6 * seconds, urls[0], {"delay_ms": scenario.base_ms})]
         load_s = 3.0 if scenario.burst else seconds
         plan = arrivals(rate, load_s, scenario.burst, seed)
-        run = Run(scenario.name, policy, await send_load(client, base, plan, controls))
+        run = Run(scenario.name, label, await send_load(client, base, plan, controls))
         status = (await client.get(base + "/api/v2/relaycore/status")).json()
         run.attempts = {e["name"].rsplit("-", 1)[1]: e["completed"] for e in status["endpoints"]}
         for name in names:
@@ -243,7 +263,8 @@ def report(run: Run, unloaded_ms: float) -> dict[str, Any]:
     row: dict[str, Any] = {"scenario": run.scenario, "policy": run.policy, "messages": len(run.outcomes),
                            "p50_ms": run.percentile_ms(50), "p99_ms": run.percentile_ms(99),
                            "p999_ms": run.percentile_ms(99.9), "success": run.success(),
-                           "share": run.share(), "statuses": dict(run.statuses())}
+                           "share": run.share(), "statuses": dict(run.statuses()),
+                           "slowest": run.slowest(5)}
     if "burst" in run.scenario:
         low = run.statuses(LOW)
         row |= {"high_p99_ms": run.percentile_ms(99, HIGH),
@@ -257,6 +278,8 @@ def print_row(row: dict[str, Any]) -> None:
     share = " ".join(f"{k}:{v:.2f}" for k, v in row["share"].items())
     line = (f"  {row['policy']:<14} n={row['messages']:<5} p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:8.1f}"
             f"  p99.9 {row['p999_ms']:8.1f} ms  success {row['success'] * 100:6.2f}%  share {share}")
+    line += "\n  " + " " * 14 + " slowest (s, ms, endpoint): " + " ".join(
+        f"{t}/{ms}/{e}" for t, ms, e in row["slowest"])
     if "high_p99_ms" in row:
         line += (f"\n  {'':<14} high-priority p99 {row['high_p99_ms']:.1f} ms = "
                  f"{row['high_p99_vs_unloaded']:.2f}x unloaded; low: {row['low_served']} served, "
@@ -275,8 +298,13 @@ async def main_async(args: argparse.Namespace, base: str) -> dict[str, Any]:
     print(f"added latency on loopback: p50 {o['added_p50_ms']:.2f} ms (direct {o['direct_p50_ms']:.2f},"
           f" via RelayCore {o['relaycore_p50_ms']:.2f}), p99 {o['added_p99_ms']:.2f} ms", flush=True)
     for scenario in SCENARIOS:
+        if args.scenarios and not scenario.name.startswith(tuple(args.scenarios)):
+            continue
         print(f"\n{scenario.name}", flush=True)
-        for policy in args.policies:
+        labels = list(args.policies)
+        if scenario.unlimited_baselines:
+            labels += [p + UNLIMITED for p in args.policies if p != "adaptive"]
+        for policy in labels:
             backends = spawn_backends([(scenario.base_ms * f, 503 if scenario.fail_first and i == 0 else None)
                                        for i, f in enumerate(scenario.factors)])
             capacity = sum(WORKERS / (scenario.base_ms * f / 1000) for f in scenario.factors)
@@ -290,15 +318,28 @@ async def main_async(args: argparse.Namespace, base: str) -> dict[str, Any]:
             row = report(run, scenario.base_ms + o["relaycore_p50_ms"])
             results["runs"].append(row)
             print_row(row)
+        print_ratios([r for r in results["runs"] if r["scenario"] == scenario.name])
     return results
+
+
+def print_ratios(rows: list[dict[str, Any]]) -> None:
+    by = {r["policy"]: r for r in rows}
+    if "adaptive" not in by:
+        return
+    a = by["adaptive"]
+    for label, r in by.items():
+        if label != "adaptive":
+            print(f"  adaptive / {label:<15} p99 {a['p99_ms'] / r['p99_ms']:.2f}"
+                  f"  p99.9 {a['p999_ms'] / r['p999_ms']:.2f}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=150.0, help="messages per second at most")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))
+    parser.add_argument("--scenarios", nargs="+", default=[], help="name prefixes; all if none")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     started = time.monotonic()
@@ -310,8 +351,9 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     out = ROOT / "benchmarks" / "out"
     out.mkdir(exist_ok=True)
-    (out / "routing_real.json").write_text(json.dumps(results, indent=2))
-    print(f"\nwhole run {time.monotonic() - started:.0f} s; figures in benchmarks/out/routing_real.json")
+    path = out / f"routing_real_seed{args.seed}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"\nwhole run {time.monotonic() - started:.0f} s; figures in {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

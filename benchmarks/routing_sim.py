@@ -6,15 +6,20 @@ workers each and lognormal service times (mean 10 ms, sigma 0.5); the router's c
 limit per endpoint is twice its workers, so some queueing happens at the endpoints, as it does
 in practice. Latency is end to end: queueing in the router, retries and service.
 
-    .venv/bin/python benchmarks/routing_sim.py [--messages N] [--seed S]
+The baselines also run without a per-endpoint limit (marked "*"), as Envoy's and Linkerd's
+balancers do: they never skip an endpoint for being busy, so under the limit round robin is
+kinder to a slow endpoint than the real policy is. The targets are reported against both.
+Each seed draws its own arrivals and service times; the targets are the medians over seeds.
+
+    .venv/bin/python benchmarks/routing_sim.py [--messages N] [--seeds 1 2 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from routing.policies import POLICY_NAMES
@@ -23,6 +28,12 @@ from routing.simulation import SimEndpoint, SimResult, lognormal, poisson_arriva
 MEAN_S = 0.010
 WORKERS = 4
 HIGH, MID, LOW = 9, 5, 0
+# Envoy's and Linkerd's balancers hold no per-endpoint concurrency limit: round robin and
+# least request (power of two choices) pick among every healthy endpoint, however busy. The
+# baselines run both ways: under RelayCore's limit, and as those proxies do (suffix "*").
+BASELINES = ("round_robin", "least_request", "peak_ewma")
+UNLIMITED = "*"
+NO_LIMIT = 1_000_000
 
 
 @dataclass
@@ -99,87 +110,128 @@ def unloaded_p99_ms(seed: int) -> float:
 def _row(policy: str, r: SimResult) -> str:
     share = " ".join(f"{n}:{s:5.1%}" for n, s in r.share().items())
     return (
-        f"  {policy:<14}{r.percentile_ms(50):8.1f}{r.percentile_ms(99):9.1f}"
+        f"  {policy:<16}{r.percentile_ms(50):8.1f}{r.percentile_ms(99):9.1f}"
         f"{r.percentile_ms(99.9):10.1f}{r.success_rate():10.3%}   {share}"
     )
 
 
-def _ratios(results: dict[str, SimResult]) -> str:
-    a, rr, lr = results["adaptive"], results["round_robin"], results["least_request"]
-
-    def ratio(x: SimResult, y: SimResult, q: float) -> float:
-        return x.percentile_ms(q) / y.percentile_ms(q)
-
-    return (
-        f"  adaptive/round_robin  p99 {ratio(a, rr, 99):.2f}  p99.9 {ratio(a, rr, 99.9):.2f}   "
-        f"adaptive/least_request  p99 {ratio(a, lr, 99):.2f}  p99.9 {ratio(a, lr, 99.9):.2f}"
-    )
+# (label, adaptive's figure, bound, True when the figure must stay at or under the bound)
+Check = tuple[str, float, float, bool]
 
 
-Check = Callable[[dict[str, SimResult]], list[tuple[str, bool]]]
+def _ratio(x: SimResult, y: SimResult, q: float) -> float:
+    return x.percentile_ms(q) / y.percentile_ms(q)
 
 
-def _checks(name: str, results: dict[str, SimResult], unloaded: float) -> list[tuple[str, bool]]:
-    a, rr, lr = results["adaptive"], results["round_robin"], results["least_request"]
-    p = SimResult.percentile_ms
+def _against(results: dict[str, SimResult], mode: str) -> list[Check]:
+    """The speed targets against the baselines in one mode (suffix "" or UNLIMITED)."""
+    a, rr, lr = results["adaptive"], results["round_robin" + mode], results["least_request" + mode]
+    which = " (baselines as Envoy/Linkerd: no limit)" if mode else " (baselines under the limit)"
+    return [
+        ("p99 / round_robin" + which, _ratio(a, rr, 99), 0.5, True),
+        ("p99 / least_request" + which, _ratio(a, lr, 99), 0.8, True),
+        ("p99.9 / round_robin" + which, _ratio(a, rr, 99.9), 1 / 3, True),
+    ]
+
+
+def _checks(name: str, results: dict[str, SimResult], unloaded: float) -> list[Check]:
+    a = results["adaptive"]
+    modes = [m for m in ("", UNLIMITED) if "round_robin" + m in results]
     if name.startswith(("unequal", "d slows")):
-        return [
-            ("p99 <= 0.5 x round_robin", p(a, 99) <= 0.5 * p(rr, 99)),
-            ("p99 <= 0.8 x least_request", p(a, 99) <= 0.8 * p(lr, 99)),
-            ("p99.9 <= 1/3 x round_robin", p(a, 99.9) <= p(rr, 99.9) / 3),
-        ]
+        return [c for m in modes for c in _against(results, m)]
     if name.startswith("d answers"):
-        return [("success >= 99.9%", a.success_rate() >= 0.999)]
+        return [("success", a.success_rate(), 0.999, False)]
     if name == "equal":
-        return [("p99 <= 1.1 x least_request", p(a, 99) <= 1.1 * p(lr, 99))]
+        return [
+            (
+                f"p99 / least_request{' (no limit)' if m else ''}",
+                _ratio(a, results["least_request" + m], 99),
+                1.1,
+                True,
+            )
+            for m in modes
+        ]
     low = a.statuses(LOW)
     return [
         (
-            f"high-priority p99 <= 2 x unloaded p99 ({unloaded:.1f} ms)",
-            p(a, 99, HIGH) <= 2 * unloaded,
+            f"high-priority p99 / unloaded p99 ({unloaded:.1f} ms)",
+            a.percentile_ms(99, HIGH) / unloaded,
+            2.0,
+            True,
         ),
-        ("every low-priority message served or 429", set(low) <= {200, 429}),
+        (
+            "low-priority messages neither served nor 429",
+            float(sum(n for s, n in low.items() if s not in (200, 429))),
+            0.0,
+            True,
+        ),
     ]
+
+
+def run_seed(messages: int, seed: int) -> list[tuple[str, Check]]:
+    """Every scenario under one seed, printed; the targets' figures for adaptive."""
+    unloaded = unloaded_p99_ms(seed)
+    print(f"\n===== seed {seed}: unloaded p99 (10% load, equal endpoints): {unloaded:.1f} ms")
+    found: list[tuple[str, Check]] = []
+    for scenario in scenarios(messages, seed):
+        print(f"\n{scenario.name}  ({len(scenario.arrivals)} messages)")
+        print(f"  {'policy':<16}{'p50 ms':>8}{'p99 ms':>9}{'p99.9 ms':>10}{'success':>10}   share")
+        results = {}
+        burst = scenario.name.startswith("burst")
+        runs: list[tuple[str, int | None]] = [(p, None) for p in POLICY_NAMES]
+        if not burst:  # the burst is about RelayCore's queue, which only a limit engages
+            runs += [(p + UNLIMITED, NO_LIMIT) for p in BASELINES]
+        for label, limit in runs:
+            policy = label.removesuffix(UNLIMITED)
+            results[label] = simulate(
+                scenario.endpoints, scenario.arrivals, policy, seed=seed, max_concurrency=limit
+            )
+            print(_row(label, results[label]))
+        print(_ratios(results))
+        found += [(scenario.name, c) for c in _checks(scenario.name, results, unloaded)]
+        if scenario.focus is not None:
+            windowed = {p: r.arrived_between(*scenario.focus) for p, r in results.items()}
+            _print_focus(scenario.focus, windowed)
+            found += [
+                (scenario.name + " (while d is slow)", c)
+                for c in _checks(scenario.name, windowed, unloaded)
+            ]
+        if burst:
+            _print_burst(results)
+    return found
+
+
+def _ratios(results: dict[str, SimResult]) -> str:
+    a, rr, lr = results["adaptive"], results["round_robin"], results["least_request"]
+    return (
+        f"  adaptive/round_robin  p99 {_ratio(a, rr, 99):.2f}  p99.9 {_ratio(a, rr, 99.9):.2f}   "
+        f"adaptive/least_request  p99 {_ratio(a, lr, 99):.2f}  p99.9 {_ratio(a, lr, 99.9):.2f}"
+        "   (baselines under the limit)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     args = parser.parse_args()
     started = time.perf_counter()
-    unloaded = unloaded_p99_ms(args.seed)
-    print(f"unloaded p99 (10% load, equal endpoints): {unloaded:.1f} ms")
-    verdicts = []
-    for scenario in scenarios(args.messages, args.seed):
-        print(f"\n{scenario.name}  ({len(scenario.arrivals)} messages)")
-        print(f"  {'policy':<14}{'p50 ms':>8}{'p99 ms':>9}{'p99.9 ms':>10}{'success':>10}   share")
-        results = {}
-        for policy in POLICY_NAMES:
-            results[policy] = simulate(
-                scenario.endpoints, scenario.arrivals, policy, seed=args.seed
-            )
-            print(_row(policy, results[policy]))
-        print(_ratios(results))
-        if scenario.focus is not None:
-            _print_focus(scenario.focus, results)
-        if scenario.name.startswith("burst"):
-            _print_burst(results)
-        for label, ok in _checks(scenario.name, results, unloaded):
-            verdicts.append((scenario.name, label, ok))
-        if scenario.focus is not None:
-            windowed = {p: r.arrived_between(*scenario.focus) for p, r in results.items()}
-            for label, ok in _checks(scenario.name, windowed, unloaded):
-                verdicts.append((scenario.name + " (while d is slow)", label, ok))
-    print("\ntargets for adaptive")
-    for scenario_name, label, ok in verdicts:
-        print(f"  [{'met' if ok else 'MISSED':>6}] {scenario_name}: {label}")
+    per_seed = [run_seed(args.messages, seed) for seed in args.seeds]
+    print(f"\ntargets for adaptive: median over seeds {args.seeds} (each seed's figure)")
+    for i, (scenario_name, (label, _, bound, upper)) in enumerate(per_seed[0]):
+        values = [found[i][1][1] for found in per_seed]
+        median = statistics.median(values)
+        ok = median <= bound if upper else median >= bound
+        each = ", ".join(f"{v:.3g}" for v in values)
+        print(
+            f"  [{'met' if ok else 'MISSED':>6}] {scenario_name}: {label} = {median:.3g} "
+            f"({'<=' if upper else '>='} {bound:.3g}; {each})"
+        )
     print(f"\n{time.perf_counter() - started:.1f} s")
 
 
-def _print_focus(focus: tuple[float, float], results: dict[str, SimResult]) -> None:
+def _print_focus(focus: tuple[float, float], windowed: dict[str, SimResult]) -> None:
     print(f"  only messages that arrived while d was slow ({focus[0]:.1f}-{focus[1]:.1f} s):")
-    windowed = {policy: r.arrived_between(*focus) for policy, r in results.items()}
     for policy, r in windowed.items():
         print(_row(policy, r))
     print(_ratios(windowed))
@@ -191,7 +243,7 @@ def _print_burst(results: dict[str, SimResult]) -> None:
         for level in (HIGH, MID, LOW):
             counts = dict(sorted(r.statuses(level).items()))
             parts.append(f"p{level}: p99 {r.percentile_ms(99, level):6.1f} ms {counts}")
-        print(f"  {policy:<14}" + "  |  ".join(parts))
+        print(f"  {policy:<16}" + "  |  ".join(parts))
 
 
 if __name__ == "__main__":
