@@ -178,3 +178,11 @@ def test_restore_api_endpoints_after_restart_until_deleted(relay_app: RelayApp) 
     restarted = relay_app()  # a new app on the same store
     assert restarted.get(ENDPOINTS).json() == [
         {"name": "kept", "url": "http://127.0.0.1:1/kept", "service": "svc", "max_concurrency": 7}]
+
+
+def test_get_status_shows_each_endpoint_service(relay_app: RelayApp) -> None:
+    client = relay_app(endpoints={"plain": "http://127.0.0.1:1/plain"})
+    body = {"name": "b1", "url": "http://127.0.0.1:1/b1", "service": "billing"}
+    assert client.post(ENDPOINTS, json=body).status_code == 201
+    endpoints = client.get("/api/v2/relaycore/status").json()["endpoints"]
+    assert {e["name"]: e["service"] for e in endpoints} == {"plain": None, "b1": "billing"}
