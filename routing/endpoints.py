@@ -82,6 +82,9 @@ class EndpointStats:
     # performance_score for its service), with the time it was given.
     health_score: float | None = None
     health_at: float = 0.0
+    # When the endpoint last answered, or went from idle to busy: while calls are in flight,
+    # the oldest of them has been waiting at least since then (see ``silent_for``).
+    heard_at: float = 0.0
     latency: DecayingAverage = field(init=False)
     window: PercentileRing = field(init=False)
     outcomes: OutcomeRing = field(init=False)
@@ -91,11 +94,24 @@ class EndpointStats:
         self.window = PercentileRing(self.config.window_size)
         self.outcomes = OutcomeRing(self.config.error_window)
 
-    def begin(self) -> None:
+    def begin(self, now: float) -> None:
+        if self.in_flight == 0:
+            self.heard_at = now
         self.in_flight += 1
+
+    def abandon(self, now: float) -> None:
+        """A call taken back before it could answer (never sent, or its caller gave up)."""
+        self.in_flight = max(self.in_flight - 1, 0)
+        self.heard_at = now  # the call that was oldest may be the one taken back
+
+    def silent_for(self, now: float) -> float:
+        """How long calls have been in flight without any answer: a lower bound on the age of
+        the oldest one, known before it returns (0 when nothing is in flight)."""
+        return max(now - self.heard_at, 0.0) if self.in_flight else 0.0
 
     def finish(self, now: float, latency_s: float, failed: bool) -> None:
         self.in_flight = max(self.in_flight - 1, 0)
+        self.heard_at = now
         self.completed += 1
         self.failed += failed
         self.outcomes.add(failed)

@@ -18,6 +18,10 @@ from routing.windows import DecayingAverage
 POLICY_NAMES = ("round_robin", "least_request", "peak_ewma", "adaptive")
 
 
+# The cost of an endpoint with requests pending and no latency known yet (Finagle's answer).
+UNKNOWN_PENALTY = 1e6
+
+
 class UnknownPolicy(ValueError):
     """A policy name that is not one of POLICY_NAMES (HTTP 422)."""
 
@@ -81,7 +85,7 @@ class PeakEwma(Policy):
     name = "peak_ewma"
     # Finagle's answer for an endpoint with requests pending and no latency yet: look costly,
     # so that one probe goes there at a time until it answers.
-    UNKNOWN_PENALTY = 1e6
+    UNKNOWN_PENALTY = UNKNOWN_PENALTY
 
     def __init__(self, rng: random.Random | None = None, decay_s: float = 10.0) -> None:
         self._rng = rng or random.Random()
@@ -125,6 +129,12 @@ class AdaptiveParams:
     stale_s: float = 5.0  # without samples, the estimate fades towards the best peer's over this
     penalty_exponent: float = 3.0  # C3's cubic: queueing delay grows super-linearly with load
     concurrency_hint: float = 8.0  # outstanding requests an endpoint absorbs before queueing
+    # Share of an endpoint's concurrency limit it serves in parallel; beyond, a new request
+    # waits its turn there (the limit is the operator's word on what the endpoint can take).
+    parallel_share: float = 0.5
+    # Calls in flight with no answer for this many times the latency estimate are evidence
+    # of a slowdown before any of them returns: below it, a long call is the normal tail.
+    silence_factor: float = 1.5
     error_weight: float = 20.0  # a fully failing endpoint costs this many times more, plus one
     error_decay_s: float = 5.0
     hint_weight: float = 2.0  # cost multiplier added by a health score of 0
@@ -132,14 +142,24 @@ class AdaptiveParams:
     sample_size: int = 3  # candidates compared per decision; >= 2, never all, to avoid herding
     # A candidate not chosen for this long, with nothing in flight, gets the next message as
     # a probe (one at a time): an endpoint that never looked cheapest among those sampled,
-    # e.g. new, or marked by errors that fade only asymptotically, is still tried.
+    # e.g. new, or marked by errors that fade only asymptotically, is still tried. Each probe
+    # that finds it still slow doubles its wait, up to probe_max_s, so that a lasting
+    # slowdown costs one slow message a minute rather than one every few seconds. (Failures
+    # do not: a failed probe costs a retry, not a tail, and the breaker backs off on its own.)
     probe_s: float = 5.0
+    probe_max_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.sample_size < 2:
             raise ValueError("sample_size must be at least 2")
         if self.rise_s <= 0 or self.decay_s <= 0 or self.stale_s <= 0 or self.probe_s <= 0:
             raise ValueError("time constants must be positive")
+        if self.probe_max_s < self.probe_s:
+            raise ValueError("probe_max_s must be at least probe_s")
+        if not 0 < self.parallel_share <= 1:
+            raise ValueError("parallel_share must be in (0, 1]")
+        if self.silence_factor < 1:
+            raise ValueError("silence_factor must be at least 1")
 
 
 @dataclass(slots=True)
@@ -151,15 +171,20 @@ class _Learnt:
 class Adaptive(Policy):
     """Expected-latency routing in the spirit of C3.
 
-    cost = latency estimate x (1 + (outstanding / hint) ^ exponent)
+    cost = latency estimate x turns waited behind outstanding work on ``parallel`` workers
+                            x (1 + (outstanding / hint) ^ exponent)
                              x (1 + error_weight x recent error rate)
                              x (1 + hint_weight x (1 - health score))
     over a random sample of candidates; endpoints inside a Retry-After window are avoided
     while any other candidate exists. A candidate that was not chosen for ``probe_s`` (or
     ever) and has nothing in flight is chosen first, as a probe: without it, an endpoint whose
     cost is never the lowest of its sample (unknown endpoints cost as much as the best peer,
-    errors fade asymptotically) could get no traffic at all however healthy it is.
+    errors fade asymptotically) could get no traffic at all however healthy it is. A probe
+    answering slower than ``PROBE_SLACK`` times the best peer's estimate doubles that
+    endpoint's wait before the next one; a probe answering fast resets it.
     """
+
+    PROBE_SLACK = 2.0
 
     name = "adaptive"
 
@@ -168,6 +193,8 @@ class Adaptive(Policy):
         self.params = params or AdaptiveParams()
         self._learnt: dict[str, _Learnt] = {}
         self._used: dict[str, float] = {}  # when each endpoint was last chosen or heard from
+        self._probe_wait: dict[str, float] = {}  # backed-off probe intervals, by endpoint
+        self._probing: set[str] = set()  # endpoints whose probe has not answered yet
 
     def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
         pool = [c for c in candidates if c.stats.retry_after_until <= now] or candidates
@@ -176,11 +203,27 @@ class Adaptive(Policy):
         return chosen
 
     def _probe(self, pool: Sequence[EndpointState], now: float) -> EndpointState | None:
-        used, oldest = self._used, now - self.params.probe_s
+        used, wait, probe_s = self._used, self._probe_wait, self.params.probe_s
         for state in pool:
-            if state.stats.in_flight == 0 and used.get(state.name, -math.inf) <= oldest:
+            name = state.name
+            if state.stats.in_flight == 0 and used.get(name, -math.inf) <= now - wait.get(
+                name, probe_s
+            ):
+                self._probing.add(name)
                 return state
         return None
+
+    def _judge_probe(self, name: str, latency_s: float, failed: bool) -> None:
+        self._probing.discard(name)
+        others = [e.latency.value() for n, e in self._learnt.items() if n != name]
+        best = min((v for v in others if v > 0), default=None)
+        if failed:  # the breaker's business; the next probe will tell
+            return
+        if best is not None and latency_s > self.PROBE_SLACK * best:
+            wait = self._probe_wait.get(name, self.params.probe_s)
+            self._probe_wait[name] = min(2.0 * wait, self.params.probe_max_s)
+        else:
+            self._probe_wait.pop(name, None)
 
     def _cheapest(self, pool: Sequence[EndpointState], now: float) -> EndpointState:
         sample = self._sample(pool)
@@ -206,6 +249,8 @@ class Adaptive(Policy):
 
     def observe(self, name: str, latency_s: float, failed: bool, now: float) -> None:
         self._used[name] = max(self._used.get(name, now), now)
+        if name in self._probing:
+            self._judge_probe(name, latency_s, failed)
         learnt = self._learnt.get(name)
         if learnt is None:
             p = self.params
@@ -234,16 +279,31 @@ class Adaptive(Policy):
         p = self.params
         learnt = self._learnt.get(state.name)
         outstanding = state.stats.in_flight + state.stats.queued
-        latency = self._latency(learnt, now, prior, state.stats.in_flight > 0)
-        cost = latency * (1.0 + (outstanding / p.concurrency_hint) ** p.penalty_exponent)
+        latency = self._overdue(
+            state, self._latency(learnt, now, prior, state.stats.in_flight > 0), now
+        )
+        cost = latency * _queued_turns(
+            outstanding, p.parallel_share * state.endpoint.max_concurrency
+        )
+        cost *= 1.0 + (outstanding / p.concurrency_hint) ** p.penalty_exponent
         if learnt is not None:
             cost *= 1.0 + p.error_weight * learnt.errors.value_towards(0.0, now)
         return cost * (1.0 + p.hint_weight * state.stats.health_penalty(now, p.hint_ttl_s))
+
+    def _overdue(self, state: EndpointState, latency: float, now: float) -> float:
+        # A slowdown shows only when a slow answer returns; until then, more calls would join
+        # the ones stuck. Silence much longer than expected is the earlier sign.
+        silent = state.stats.silent_for(now)
+        return silent if silent > self.params.silence_factor * latency else latency
 
     def _latency(
         self, learnt: _Learnt | None, now: float, prior: float | None, pending: bool
     ) -> float:
         if learnt is None or learnt.latency.empty:
+            # As Finagle: unknown and already tried looks costly until its answer shows how
+            # fast it is, so that a new endpoint gets one request at a time, not a burst.
+            if pending:
+                return UNKNOWN_PENALTY
             return prior if prior is not None else 0.0
         raw = learnt.latency.value()
         # An answer on its way is fresh news: fade only when none is pending, so that
@@ -258,6 +318,16 @@ class Adaptive(Policy):
     def forget(self, name: str) -> None:
         self._learnt.pop(name, None)
         self._used.pop(name, None)
+        self._probe_wait.pop(name, None)
+        self._probing.discard(name)
+
+
+def _queued_turns(outstanding: int, parallel: float) -> float:
+    """Latency of a new request in units of one service time: 1 while a worker is free, then
+    one more turn for every ``parallel`` requests ahead of it (servers with that many workers).
+    """
+    workers = max(parallel, 1.0)
+    return 1.0 + max(outstanding + 1.0 - workers, 0.0) / workers
 
 
 def make_policy(

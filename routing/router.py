@@ -418,7 +418,7 @@ class Router:
         return self._policy.choose(candidates, now) if candidates else None
 
     def _dispatch(self, state: EndpointState, now: float) -> None:
-        state.stats.begin()
+        state.stats.begin(now)
         breaker = self._breakers.get(state.name)
         if breaker is not None:
             breaker.on_dispatch(now)
@@ -426,7 +426,7 @@ class Router:
     def _give_back(self, state: EndpointState) -> None:
         """Undo a dispatch whose call never happened or was abandoned by the caller."""
         now = self._clock()
-        state.stats.in_flight = max(state.stats.in_flight - 1, 0)
+        state.stats.abandon(now)
         breaker = self._breakers.get(state.name)
         if breaker is not None:
             breaker.on_abandon(now)

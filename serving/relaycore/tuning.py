@@ -81,6 +81,8 @@ def suggest(trial: Any) -> AdaptiveParams:
         concurrency_hint=trial.suggest_float("concurrency_hint", 1.0, 32.0, log=True),
         error_weight=trial.suggest_float("error_weight", 1.0, 50.0, log=True),
         sample_size=trial.suggest_int("sample_size", 2, 4),
+        silence_factor=trial.suggest_float("silence_factor", 1.5, 10.0, log=True),
+        probe_s=trial.suggest_float("probe_s", 1.0, 30.0, log=True),
     )
 
 
@@ -127,5 +129,5 @@ def optimize(observations: Sequence[Observation], current: AdaptiveParams, *, tr
 
 def _searched(params: AdaptiveParams) -> dict[str, Any]:
     names = ("decay_s", "rise_s", "stale_s", "penalty_exponent", "concurrency_hint",
-             "error_weight", "sample_size")
+             "error_weight", "sample_size", "silence_factor", "probe_s")
     return {name: getattr(params, name) for name in names}

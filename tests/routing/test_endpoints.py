@@ -52,7 +52,7 @@ def test_parse_endpoints_rejects_item_without_equals() -> None:
 
 def test_finish_call_leaves_failures_out_of_latency() -> None:
     stats = EndpointStats()
-    stats.begin()
+    stats.begin(0.0)
     stats.finish(0.0, 0.001, failed=True)
     assert stats.latency.empty and stats.error_rate() == 1.0 and stats.in_flight == 0
 
@@ -82,3 +82,22 @@ def test_bucket_counter_forgets_events_outside_window() -> None:
     counter.add(0.5, 3)
     counter.add(5.5, 2)
     assert counter.total(9.9) == 5 and counter.total(10.5) == 2 and counter.total(30.0) == 0
+
+
+def test_silent_for_counts_from_last_answer_while_calls_are_in_flight() -> None:
+    stats = EndpointStats()
+    stats.begin(1.0)
+    stats.begin(2.0)
+    assert stats.silent_for(3.0) == 2.0  # the call begun at 1.0 has not answered
+    stats.finish(3.0, 2.0, failed=False)
+    assert stats.silent_for(3.5) == 0.5
+    stats.finish(4.0, 2.0, failed=False)
+    assert stats.silent_for(9.0) == 0.0  # nothing in flight, nothing overdue
+
+
+def test_silent_for_restarts_when_a_call_is_taken_back() -> None:
+    stats = EndpointStats()
+    stats.begin(1.0)
+    stats.begin(5.0)
+    stats.abandon(6.0)  # maybe the call begun at 1.0: only 6.0 is a safe bound
+    assert stats.silent_for(7.0) == 1.0

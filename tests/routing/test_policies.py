@@ -159,3 +159,67 @@ def test_choose_adaptive_counts_queue_depth_reported_by_endpoint() -> None:
     a = state("a")
     a.stats.queued = 6
     assert policy.choose([a, state("b")], 0.0).name == "b"
+
+
+def test_choose_adaptive_counts_turns_waited_behind_outstanding_work() -> None:
+    policy = _adaptive(concurrency_hint=8.0)
+    policy.observe("a", 0.010, False, 0.0)
+    policy.observe("b", 0.012, False, 0.0)
+    # A limit of 4 says 2 workers: a third request waits half a turn, 15 ms > 12 ms.
+    busy = state("a", in_flight=2, max_concurrency=4)
+    assert policy.choose([busy, state("b", max_concurrency=4)], 0.0).name == "b"
+
+
+def test_choose_adaptive_avoids_endpoint_silent_far_longer_than_its_latency() -> None:
+    policy = _adaptive()
+    policy.observe("a", 0.010, False, 0.0)
+    policy.observe("b", 0.010, False, 0.0)
+    stuck = state("b")
+    stuck.stats.begin(1.0)  # no answer for 100 ms: 10 times the estimate
+    chosen = Counter(policy.choose([state("a"), stuck], 1.1 + 0.0001 * i).name for i in range(20))
+    assert chosen == {"a": 20}
+
+
+def test_cost_adaptive_ignores_silence_within_normal_tail() -> None:
+    policy = _adaptive(silence_factor=3.0)
+    policy.observe("a", 0.010, False, 0.0)
+    quiet, waiting = state("a"), state("a")
+    quiet.stats.begin(1.025)
+    waiting.stats.begin(1.0)  # 25 ms without an answer: within 3 x 10 ms
+    assert policy.cost(waiting, 1.025) == policy.cost(quiet, 1.025)
+
+
+def _probe_times(policy: Adaptive, answers: list[float], until_s: float) -> list[float]:
+    """Times "slow" was chosen, each probe answering with the next latency in ``answers``."""
+    pool = [state("a"), state("b"), state("slow")]
+    for s in pool:
+        policy.observe(s.name, 0.010 if s.name != "slow" else 1.0, False, 0.0)
+    times = []
+    for k in range(1, int(until_s * 10) + 1):
+        now = k / 10
+        chosen = policy.choose(pool, now).name
+        if chosen == "slow":
+            times.append(now)
+        latency = answers[min(len(times), len(answers)) - 1] if chosen == "slow" else 0.010
+        policy.observe(chosen, latency, False, now)
+    return times
+
+
+def test_choose_adaptive_backs_off_probing_endpoint_still_slow() -> None:
+    policy = _adaptive(probe_s=2.0, probe_max_s=8.0)
+    # Waits of 2, 4, 8 and then 8 s (the cap): not one slow message every 2 s.
+    assert _probe_times(policy, [1.0], 30.0) == [2.0, 6.0, 14.0, 22.0, 30.0]
+
+
+def test_choose_adaptive_probes_again_at_base_interval_after_fast_probe() -> None:
+    policy = _adaptive(probe_s=2.0, probe_max_s=8.0)
+    times = _probe_times(policy, [1.0, 0.010], 10.0)
+    assert times[:2] == [2.0, 6.0] and len(times) > 2 and times[2] <= 8.0
+
+
+def test_choose_adaptive_sends_one_request_at_a_time_to_endpoint_not_yet_measured() -> None:
+    policy = _adaptive()
+    policy.observe("a", 0.010, False, 0.0)
+    # "new" has answered nothing yet: until it does, even a busy known endpoint is preferred.
+    pool = [state("a", in_flight=3), state("new", in_flight=1)]
+    assert {policy.choose(pool, 0.0).name for _ in range(20)} == {"a"}
