@@ -44,6 +44,16 @@ class Policy:
     def forget(self, name: str) -> None:
         """Drop what was learnt about a removed endpoint."""
 
+    def viable(
+        self, free: list[EndpointState], busy: list[EndpointState], now: float
+    ) -> tuple[list[EndpointState], float | None]:
+        """The free endpoints worth sending to now, given that ``busy`` ones are at their limit.
+
+        Returns them and, when some were held back, the seconds after which to look again.
+        Envoy's and Linkerd's balancers send to whatever is free: so do the baselines.
+        """
+        return free, None
+
 
 def pick_two(n: int, rng: random.Random) -> tuple[int, int]:
     """Two distinct indices in range(n), n >= 2, without building a list."""
@@ -126,7 +136,7 @@ class AdaptiveParams:
 
     decay_s: float = 1.0  # time constant of the latency average
     rise_s: float = 0.25  # time constant when a sample exceeds the average: slowdowns show fast
-    stale_s: float = 5.0  # without samples, the estimate fades towards the best peer's over this
+    stale_s: float = 30.0  # without samples, the estimate fades towards the best peer's over this
     penalty_exponent: float = 3.0  # C3's cubic: queueing delay grows super-linearly with load
     concurrency_hint: float = 8.0  # outstanding requests an endpoint absorbs before queueing
     # Share of an endpoint's concurrency limit it serves in parallel; beyond, a new request
@@ -148,6 +158,9 @@ class AdaptiveParams:
     # do not: a failed probe costs a retry, not a tail, and the breaker backs off on its own.)
     probe_s: float = 5.0
     probe_max_s: float = 60.0
+    # A free endpoint expected to take more than this many times as long as queueing for a
+    # slot on the best busy one is passed over: the message waits for the faster slot (0: never).
+    hold_margin: float = 1.2
 
     def __post_init__(self) -> None:
         if self.sample_size < 2:
@@ -160,6 +173,8 @@ class AdaptiveParams:
             raise ValueError("parallel_share must be in (0, 1]")
         if self.silence_factor < 1:
             raise ValueError("silence_factor must be at least 1")
+        if self.hold_margin != 0 and self.hold_margin < 1:
+            raise ValueError("hold_margin must be 0 (off) or at least 1")
 
 
 @dataclass(slots=True)
@@ -212,6 +227,32 @@ class Adaptive(Policy):
                 self._probing.add(name)
                 return state
         return None
+
+    def viable(
+        self, free: list[EndpointState], busy: list[EndpointState], now: float
+    ) -> tuple[list[EndpointState], float | None]:
+        """Passes over a free endpoint much slower than waiting for a busy fast one (C3's idea
+        that the expected wait, not idleness, decides): under load, the slowest replica's free
+        slot is where the tail comes from. If every free one is passed over, the message
+        waits in the queue for the next slot, and the router looks again once waiting no
+        longer pays, in case the busy ones stall (their silence then raises their cost).
+        """
+        margin = self.params.hold_margin
+        if not margin:
+            return free, None
+        known = [self._cost(b, now, None) for b in busy if self._measured(b.name)]
+        if not known:
+            return free, None
+        queued = min(known)
+        costs = [(self._cost(s, now, None), s) for s in free]
+        keep = [s for cost, s in costs if cost <= margin * queued]
+        if keep:
+            return keep, None
+        return keep, max(min(cost for cost, _ in costs) - queued, 0.001)
+
+    def _measured(self, name: str) -> bool:
+        learnt = self._learnt.get(name)
+        return learnt is not None and not learnt.latency.empty
 
     def _judge_probe(self, name: str, latency_s: float, failed: bool) -> None:
         self._probing.discard(name)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from routing.breaker import BreakerState
 from routing.endpoints import (
     Endpoint,
     EndpointState,
@@ -109,6 +110,8 @@ class Router(Registry):
             self.config.queue_capacity, self.config.aging_s
         )
         self._restricted = 0  # waiters that only some endpoints suit (see _drain)
+        self._wake_at: float | None = None  # a drain scheduled by _look_again
+        self._wake_handle: asyncio.TimerHandle | None = None
         self._budget = RetryBudget(self.config.retry)
 
     def status(self) -> RouterStatus:
@@ -276,14 +279,41 @@ class Router(Registry):
     def _candidates(
         self, now: float, exclude: tuple[str, ...] | list[str], service: str | None
     ) -> list[EndpointState]:
-        return [
-            s
-            for name, s in self._states.items()
-            if s.has_capacity()
-            and name not in exclude
-            and (service is None or s.endpoint.service == service)
-            and self._breakers[name].can_dispatch(now)
-        ]
+        """Free endpoints that may take a message now, as the policy sees them worth it."""
+        free: list[EndpointState] = []
+        busy: list[EndpointState] = []
+        for name, s in self._states.items():
+            if name in exclude or (service is not None and s.endpoint.service != service):
+                continue
+            if s.has_capacity():
+                if self._breakers[name].can_dispatch(now):
+                    free.append(s)
+            elif self._breakers[name].state(now) is BreakerState.CLOSED:
+                busy.append(s)
+        if not (free and busy):
+            return free
+        viable, look_again_s = self._policy.viable(free, busy, now)
+        if look_again_s is not None:
+            self._look_again(now + look_again_s)
+        return viable
+
+    def _look_again(self, at: float) -> None:
+        """Drain at ``at`` (once, the earliest asked): messages held for a busy endpoint's
+        slot must not wait for ever if it stalls."""
+        if self._wake_at is not None and self._wake_at <= at:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # registering endpoints before the loop runs: nothing waits yet
+            return
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+        self._wake_at = at
+        self._wake_handle = loop.call_later(max(at - self._clock(), 0.0), self._woken)
+
+    def _woken(self) -> None:
+        self._wake_at = self._wake_handle = None
+        self._drain(self._clock())
 
     def _choose(
         self, now: float, exclude: tuple[str, ...] | list[str], service: str | None
