@@ -223,3 +223,42 @@ def test_choose_adaptive_sends_one_request_at_a_time_to_endpoint_not_yet_measure
     # "new" has answered nothing yet: until it does, even a busy known endpoint is preferred.
     pool = [state("a", in_flight=3), state("new", in_flight=1)]
     assert {policy.choose(pool, 0.0).name for _ in range(20)} == {"a"}
+
+
+def _taught(latencies: dict[str, float], **params: float) -> Adaptive:
+    policy = _adaptive(**params)
+    for name, latency in latencies.items():
+        policy.observe(name, latency, False, 0.0)
+    return policy
+
+
+def test_viable_adaptive_passes_over_free_endpoint_far_slower_than_queueing_for_a_busy_one() -> None:
+    policy = _taught({"fast": 0.010, "slow": 0.200})
+    free, busy = [state("slow", 0, max_concurrency=4)], [state("fast", 4, max_concurrency=4)]
+    viable, look_again_s = policy.viable(free, busy, 0.0)
+    assert viable == []
+    # fast: 10 ms x 2.5 turns behind its 4 calls on 2 workers = 25 ms; slow: 200 ms
+    assert look_again_s == pytest.approx(0.175, rel=0.05)
+
+
+def test_viable_adaptive_keeps_free_endpoint_about_as_fast_as_queueing_for_a_busy_one() -> None:
+    policy = _taught({"fast": 0.010, "steady": 0.020})
+    free, busy = [state("steady", 0, max_concurrency=4)], [state("fast", 4, max_concurrency=4)]
+    assert policy.viable(free, busy, 0.0) == (free, None)
+
+
+def test_viable_adaptive_holds_nothing_when_off_or_when_busy_ones_are_unmeasured() -> None:
+    free, busy = [state("slow", 0, max_concurrency=4)], [state("fast", 4, max_concurrency=4)]
+    assert _taught({"fast": 0.010, "slow": 0.200}, hold_margin=0).viable(free, busy, 0.0) == (free, None)
+    assert _taught({"slow": 0.200}).viable(free, busy, 0.0) == (free, None)
+
+
+@pytest.mark.parametrize("policy", [RoundRobin(), LeastRequest(random.Random(1)), PeakEwma(random.Random(1))])
+def test_viable_baselines_send_to_whatever_is_free_as_envoy_and_linkerd_do(policy) -> None:
+    free, busy = [state("slow", 0, max_concurrency=4)], [state("fast", 4, max_concurrency=4)]
+    assert policy.viable(free, busy, 0.0) == (free, None)
+
+
+def test_create_adaptive_params_rejects_hold_margin_below_one() -> None:
+    with pytest.raises(ValueError, match="hold_margin"):
+        AdaptiveParams(hold_margin=0.5)

@@ -14,6 +14,7 @@ from routing.errors import (
     UnknownEndpoint,
 )
 from routing.retry import RetryBudgetConfig
+from routing.router import Router
 from tests.routing.conftest import FakeClock, FakeTransport, Reply, RouterFactory, run, settle
 
 
@@ -328,3 +329,56 @@ def test_read_queue_depth_header_into_endpoint_stats(
     transport.replies["a"] = Reply(headers={"X-Queue-Depth": "7"})
     run(router.send({}))
     assert router.status().endpoints[0].queued == 7
+
+
+async def _teach(router: Router, transport: FakeTransport, latencies: dict[str, float]) -> None:
+    """One answered message per endpoint, at the given latency, so adaptive knows them."""
+    for name, latency in latencies.items():
+        transport.replies[name] = Reply(latency=latency)
+    for _ in range(2 * len(latencies)):
+        await router.send({})
+
+
+def test_send_adaptive_waits_for_a_fast_slot_rather_than_take_a_far_slower_free_one(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    async def scenario() -> list[str]:
+        router = make_router(policy="adaptive")
+        router.register("fast", "http://h/fast", max_concurrency=1)
+        router.register("slow", "http://h/slow", max_concurrency=1)
+        await _teach(router, transport, {"fast": 0.010, "slow": 0.200})
+        transport.calls.clear()
+        gate = transport.hold("fast")
+        first = asyncio.create_task(router.send({"n": 1}))
+        await settle()
+        second = asyncio.create_task(router.send({"n": 2}))
+        await settle()
+        assert transport.calls == ["fast"] and router.status().queue.depth == 1
+        gate.set()
+        await asyncio.gather(first, second)
+        return transport.calls
+
+    assert run(scenario()) == ["fast", "fast"]
+
+
+def test_send_adaptive_gives_a_held_message_to_the_slow_endpoint_once_the_fast_one_stalls(
+    make_router: RouterFactory, transport: FakeTransport, clock: FakeClock
+) -> None:
+    async def scenario() -> list[str]:
+        router = make_router(policy="adaptive")
+        router.register("fast", "http://h/fast", max_concurrency=1)
+        router.register("slow", "http://h/slow", max_concurrency=1)
+        await _teach(router, transport, {"fast": 0.010, "slow": 0.200})
+        transport.calls.clear()
+        gate = transport.hold("fast")
+        first = asyncio.create_task(router.send({"n": 1}))
+        await settle()
+        second = asyncio.create_task(router.send({"n": 2}))
+        await settle()
+        clock.advance(1.0)  # the fast endpoint has said nothing for 100 times its latency
+        await asyncio.wait_for(second, timeout=5)
+        gate.set()
+        await first
+        return transport.calls
+
+    assert run(scenario()) == ["fast", "slow"]
