@@ -203,7 +203,7 @@ def test_send_displaced_low_priority_message_gets_queue_full(
         high = asyncio.create_task(router.send({}, priority=9))
         await settle()
         gate.set()
-        return await asyncio.gather(busy, low, high, return_exceptions=True)
+        return list(await asyncio.gather(busy, low, high, return_exceptions=True))
 
     busy, low, high = run(scenario())
     assert isinstance(low, QueueFull) and not isinstance(high, Exception)
