@@ -33,6 +33,10 @@ class RouterConfig:
     default_deadline_s: float | None = 30.0
     queue_capacity: int = 1000
     aging_s: float = 1.0
+    # Share of all endpoint slots that messages below the default priority may not take, so
+    # that an urgent message finds one free under overload (as Envoy keeps separate limits
+    # for its high priority). Below that share, low priorities wait in the queue.
+    reserve_share: float = 0.25
     record_size: int = 10_000
     event_history: int = 100
     breaker: BreakerConfig = field(default_factory=BreakerConfig)

@@ -30,7 +30,7 @@ from routing.errors import (
     RouterStopped,
 )
 from routing.policies import AdaptiveParams, Policy
-from routing.queue import PriorityQueue, QueuedItem, check_priority
+from routing.queue import PRIORITY_MIN, PriorityQueue, QueuedItem, check_priority
 from routing.record import Observation
 from routing.registry import Registry, RouterConfig
 from routing.retry import RetryBudget
@@ -78,6 +78,7 @@ class _Waiting:
     """A queued message: its slot is handed over through ``future``."""
 
     future: asyncio.Future[EndpointState]
+    priority: int = DEFAULT_PRIORITY
     service: str | None = None
     exclude: tuple[str, ...] = ()  # endpoints it already tried (a retry)
 
@@ -170,7 +171,7 @@ class Router(Registry):
         # Arrivals go behind anyone already waiting, or priorities would mean nothing. After a
         # drain, a waiter is left only if no free endpoint suits it, so a free endpoint that
         # suits this message suits nobody waiting.
-        chosen = self._choose(now, (), service)
+        chosen = self._choose(now, (), service) if self._may_take(priority, now) else None
         if chosen is not None:
             self._dispatch(chosen, now)
             return chosen
@@ -208,7 +209,7 @@ class Router(Registry):
         exclude: tuple[str, ...],
     ) -> EndpointState:
         loop = asyncio.get_running_loop()
-        waiter = _Waiting(loop.create_future(), service, exclude)
+        waiter = _Waiting(loop.create_future(), priority, service, exclude)
         try:
             item, removed = self._queue.push(waiter, priority, now, deadline)
         except QueueFull:
@@ -262,7 +263,7 @@ class Router(Registry):
             candidates = self._candidates(now, (), None)
             if not candidates:
                 return
-            popped = self._queue.pop(now, _suiting(candidates) if self._restricted else None)
+            popped = self._queue.pop(now, self._acceptable(candidates, now))
             self._fail_removed(popped.expired, now)
             item = popped.item
             if item is None:
@@ -275,6 +276,29 @@ class Router(Registry):
             chosen = self._policy.choose(candidates, now)
             self._dispatch(chosen, now)
             waiter.future.set_result(chosen)
+
+    def _may_take(self, priority: int, now: float) -> bool:
+        """Below the default priority, a message leaves the reserved share of slots free."""
+        if priority >= DEFAULT_PRIORITY or self.config.reserve_share <= 0:
+            return True
+        total = spare = 0
+        for name, s in self._states.items():
+            if self._breakers[name].admits_traffic(now):
+                limit = s.endpoint.max_concurrency
+                total += limit
+                spare += max(limit - s.stats.in_flight, 0)
+        return spare > int(total * self.config.reserve_share)
+
+    def _acceptable(
+        self, candidates: list[EndpointState], now: float
+    ) -> Callable[[_Waiting], bool] | None:
+        """Which waiters the free ``candidates`` may serve now; None when any of them."""
+        suits = _suiting(candidates) if self._restricted else None
+        if self._may_take(PRIORITY_MIN, now):
+            return suits
+        if suits is None:
+            return _urgent
+        return lambda waiter: _urgent(waiter) and suits(waiter)
 
     def _candidates(
         self, now: float, exclude: tuple[str, ...] | list[str], service: str | None
@@ -376,7 +400,7 @@ class Router(Registry):
             return None
         if not self._budget.try_withdraw(now):
             return None
-        chosen = self._choose(now, tried, service)
+        chosen = self._choose(now, tried, service) if self._may_take(priority, now) else None
         if chosen is not None:
             self._dispatch(chosen, now)
             return chosen
@@ -455,6 +479,10 @@ class Router(Registry):
         depth = _seconds(lowered.get("x-queue-depth"))
         if depth is not None:
             state.stats.queued = int(depth)
+
+
+def _urgent(waiter: _Waiting) -> bool:
+    return waiter.priority >= DEFAULT_PRIORITY
 
 
 def _suiting(candidates: list[EndpointState]) -> Callable[[_Waiting], bool]:

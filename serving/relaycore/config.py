@@ -19,6 +19,8 @@ class RelayCoreSettings(BaseSettings):
     max_connections: int = Field(default=512, gt=0)
     max_concurrency: int = Field(default=32, gt=0)  # per endpoint
     queue_capacity: int = Field(default=1000, gt=0)
+    # Share of the endpoints' slots that priorities below 5 leave free for urgent messages.
+    reserve_share: float = Field(default=0.25, ge=0, lt=1)
     max_attempts: int = Field(default=3, gt=0)  # endpoints tried per message
     deadline_s: float = Field(default=30.0, gt=0)  # default deadline of a synchronous message
     # Durable (async) delivery.

@@ -42,7 +42,8 @@ class RelayCore:
                                        max_response_bytes=relay.max_response_bytes,
                                        max_connections=relay.max_connections)
         config = RouterConfig(max_attempts=relay.max_attempts, attempt_timeout_s=relay.read_timeout_s,
-                              default_deadline_s=relay.deadline_s, queue_capacity=relay.queue_capacity)
+                              default_deadline_s=relay.deadline_s, queue_capacity=relay.queue_capacity,
+                              reserve_share=relay.reserve_share)
         self.router = Router(self.transport, policy=settings.relaycore_policy, config=config)
         for name, url in settings.relaycore_endpoints.items():
             self.router.register(name, url, max_concurrency=relay.max_concurrency)

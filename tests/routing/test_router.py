@@ -382,3 +382,47 @@ def test_send_adaptive_gives_a_held_message_to_the_slow_endpoint_once_the_fast_o
         return transport.calls
 
     assert run(scenario()) == ["fast", "slow"]
+
+
+def test_send_low_priority_leaves_the_reserved_share_of_slots_to_urgent_messages(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    async def scenario() -> tuple[list[str], int, list[str]]:
+        router = make_router(reserve_share=0.25)
+        router.register("a", "http://h/a", max_concurrency=4)
+        gate, order = transport.hold("a"), []
+
+        async def send(tag: str, priority: int) -> None:
+            await router.send({"tag": tag}, priority=priority)
+            order.append(tag)
+
+        lows = [asyncio.create_task(send(f"low{i}", 1)) for i in range(4)]
+        await settle()
+        in_flight_lows = len(transport.calls)  # three: the fourth slot is kept
+        urgent = asyncio.create_task(send("urgent", 9))
+        await settle()
+        calls = list(transport.calls)
+        gate.set()
+        await asyncio.gather(*lows, urgent)
+        return calls, in_flight_lows, order
+
+    calls, in_flight_lows, order = run(scenario())
+    assert in_flight_lows == 3 and len(calls) == 4  # the urgent message went at once
+    assert sorted(order) == ["low0", "low1", "low2", "low3", "urgent"]  # the fourth low still served
+
+
+def test_send_default_priority_may_use_every_slot(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    async def scenario() -> int:
+        router = make_router(reserve_share=0.25)
+        router.register("a", "http://h/a", max_concurrency=4)
+        gate = transport.hold("a")
+        tasks = [asyncio.create_task(router.send({})) for _ in range(4)]
+        await settle()
+        sent = len(transport.calls)
+        gate.set()
+        await asyncio.gather(*tasks)
+        return sent
+
+    assert run(scenario()) == 4
