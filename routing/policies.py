@@ -240,11 +240,13 @@ class Adaptive(Policy):
         margin = self.params.hold_margin
         if not margin:
             return free, None
-        known = [self._cost(b, now, None) for b in busy if self._measured(b.name)]
+        # Samples on both sides, as in `choose`: the decision stays a few cost evaluations
+        # however many endpoints there are (all of them up to `sample_size`).
+        known = [self._cost(b, now, None) for b in self._sample(busy) if self._measured(b.name)]
         if not known:
             return free, None
         queued = min(known)
-        costs = [(self._cost(s, now, None), s) for s in free]
+        costs = [(self._cost(s, now, None), s) for s in self._sample(free)]
         keep = [s for cost, s in costs if cost <= margin * queued]
         if keep:
             return keep, None
