@@ -14,7 +14,7 @@ from routing.errors import (
     UnknownEndpoint,
 )
 from routing.retry import RetryBudgetConfig
-from routing.router import Router
+from routing.router import Router, RouteResult
 from tests.routing.conftest import FakeClock, FakeTransport, Reply, RouterFactory, run, settle
 
 
@@ -339,20 +339,29 @@ async def _teach(router: Router, transport: FakeTransport, latencies: dict[str, 
         await router.send({})
 
 
+async def _second_message_while_fast_is_busy(
+    make_router: RouterFactory, transport: FakeTransport
+) -> tuple[Router, asyncio.Event, asyncio.Task[RouteResult], asyncio.Task[RouteResult]]:
+    """Adaptive knows fast (10 ms) and slow (200 ms), one slot each; the first message holds
+    fast's slot open, and a second one is sent."""
+    router = make_router(policy="adaptive")
+    router.register("fast", "http://h/fast", max_concurrency=1)
+    router.register("slow", "http://h/slow", max_concurrency=1)
+    await _teach(router, transport, {"fast": 0.010, "slow": 0.200})
+    transport.calls.clear()
+    gate = transport.hold("fast")
+    first = asyncio.create_task(router.send({"n": 1}))
+    await settle()
+    second = asyncio.create_task(router.send({"n": 2}))
+    await settle()
+    return router, gate, first, second
+
+
 def test_send_adaptive_waits_for_a_fast_slot_rather_than_take_a_far_slower_free_one(
     make_router: RouterFactory, transport: FakeTransport
 ) -> None:
     async def scenario() -> list[str]:
-        router = make_router(policy="adaptive")
-        router.register("fast", "http://h/fast", max_concurrency=1)
-        router.register("slow", "http://h/slow", max_concurrency=1)
-        await _teach(router, transport, {"fast": 0.010, "slow": 0.200})
-        transport.calls.clear()
-        gate = transport.hold("fast")
-        first = asyncio.create_task(router.send({"n": 1}))
-        await settle()
-        second = asyncio.create_task(router.send({"n": 2}))
-        await settle()
+        router, gate, first, second = await _second_message_while_fast_is_busy(make_router, transport)
         assert transport.calls == ["fast"] and router.status().queue.depth == 1
         gate.set()
         await asyncio.gather(first, second)
@@ -365,16 +374,7 @@ def test_send_adaptive_gives_a_held_message_to_the_slow_endpoint_once_the_fast_o
     make_router: RouterFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
     async def scenario() -> list[str]:
-        router = make_router(policy="adaptive")
-        router.register("fast", "http://h/fast", max_concurrency=1)
-        router.register("slow", "http://h/slow", max_concurrency=1)
-        await _teach(router, transport, {"fast": 0.010, "slow": 0.200})
-        transport.calls.clear()
-        gate = transport.hold("fast")
-        first = asyncio.create_task(router.send({"n": 1}))
-        await settle()
-        second = asyncio.create_task(router.send({"n": 2}))
-        await settle()
+        _, gate, first, second = await _second_message_while_fast_is_busy(make_router, transport)
         clock.advance(1.0)  # the fast endpoint has said nothing for 100 times its latency
         await asyncio.wait_for(second, timeout=5)
         gate.set()
