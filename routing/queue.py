@@ -88,7 +88,7 @@ class PriorityQueue(Generic[T]):
         self._depth[priority] += 1
         return item, removed
 
-    def pop(self, now: float, accept: Callable[[T], bool] | None = None) -> Popped[T]:
+    def pop(self, now: float, accept: Callable[[QueuedItem[T]], bool] | None = None) -> Popped[T]:
         """The most urgent live message, after aging; expired ones met on the way come back too.
 
         With ``accept``, the most urgent one it accepts: those it passes over keep their place.
@@ -105,7 +105,7 @@ class PriorityQueue(Generic[T]):
                 item.reason = "expired"
                 popped.expired.append(item)
                 continue
-            if accept is not None and not accept(item.value):
+            if accept is not None and not accept(item):
                 skipped.append(entry)
                 continue
             self._take(item)

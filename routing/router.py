@@ -78,7 +78,6 @@ class _Waiting:
     """A queued message: its slot is handed over through ``future``."""
 
     future: asyncio.Future[EndpointState]
-    priority: int = DEFAULT_PRIORITY
     service: str | None = None
     exclude: tuple[str, ...] = ()  # endpoints it already tried (a retry)
 
@@ -209,7 +208,7 @@ class Router(Registry):
         exclude: tuple[str, ...],
     ) -> EndpointState:
         loop = asyncio.get_running_loop()
-        waiter = _Waiting(loop.create_future(), priority, service, exclude)
+        waiter = _Waiting(loop.create_future(), service, exclude)
         try:
             item, removed = self._queue.push(waiter, priority, now, deadline)
         except QueueFull:
@@ -291,14 +290,14 @@ class Router(Registry):
 
     def _acceptable(
         self, candidates: list[EndpointState], now: float
-    ) -> Callable[[_Waiting], bool] | None:
+    ) -> Callable[[QueuedItem[_Waiting]], bool] | None:
         """Which waiters the free ``candidates`` may serve now; None when any of them."""
         suits = _suiting(candidates) if self._restricted else None
         if self._may_take(PRIORITY_MIN, now):
             return suits
         if suits is None:
             return _urgent
-        return lambda waiter: _urgent(waiter) and suits(waiter)
+        return lambda item: _urgent(item) and suits(item)
 
     def _candidates(
         self, now: float, exclude: tuple[str, ...] | list[str], service: str | None
@@ -481,12 +480,12 @@ class Router(Registry):
             state.stats.queued = int(depth)
 
 
-def _urgent(waiter: _Waiting) -> bool:
-    return waiter.priority >= DEFAULT_PRIORITY
+def _urgent(item: QueuedItem[_Waiting]) -> bool:
+    return item.priority >= DEFAULT_PRIORITY
 
 
-def _suiting(candidates: list[EndpointState]) -> Callable[[_Waiting], bool]:
-    return lambda waiter: any(waiter.suits(s) for s in candidates)
+def _suiting(candidates: list[EndpointState]) -> Callable[[QueuedItem[_Waiting]], bool]:
+    return lambda item: any(item.value.suits(s) for s in candidates)
 
 
 def _seconds(value: str | None) -> float | None:
