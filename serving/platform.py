@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from serving.settings import Settings
-from serving.webhook import MLFLOW_LOCAL_WEBHOOKS
+from serving.webhook import MLFLOW_LOCAL_WEBHOOKS, WEBHOOK_PATH
 
 WORK_POOL = "automatrix"
 SEED_TRAINING = {"trials": 6, "max_epochs": 8, "window_days": 3.0, "timeout_s": 300.0}
@@ -199,7 +199,7 @@ def _connect_webhook(settings: Settings, secret: str, supervisor: Supervisor) ->
     from serving.webhook import ensure_webhook
 
     mlflow_url = f"http://{settings.host}:{settings.mlflow_port}"
-    hook = f"http://{settings.host}:{settings.api_port}/api/v2/neuroweaver/mlflow-webhook"
+    hook = f"http://{settings.host}:{settings.api_port}{WEBHOOK_PATH}"
     try:
         wait_for(f"{mlflow_url}/health", 120, supervisor)
         ensure_webhook(mlflow_url, hook, secret)

@@ -14,11 +14,13 @@ from fastapi import Header, HTTPException
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
+from serving.webhook import WEBHOOK_PATH
+
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 # Paths whose callers cannot send the key (MLflow's webhooks): a signed request is checked by
 # its handler; an unsigned one needs the key as usual.
-SIGNED_PATHS = frozenset({"/api/v2/neuroweaver/mlflow-webhook"})
+SIGNED_PATHS = frozenset({WEBHOOK_PATH})
 
 
 async def require_api_key(

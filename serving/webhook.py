@@ -13,6 +13,7 @@ import hmac
 from collections import OrderedDict
 
 MAX_AGE_S = 300
+WEBHOOK_PATH = "/api/v2/neuroweaver/mlflow-webhook"  # where the API takes deliveries
 SIGNATURE_HEADER = "x-mlflow-signature"
 
 

@@ -20,7 +20,6 @@ from serving.state import StateDep
 from serving.webhook import signature_problem
 
 router = APIRouter(prefix="/api/v2/neuroweaver", tags=["neuroweaver"])
-PATH = "/api/v2/neuroweaver/mlflow-webhook"
 ALIAS_ENTITY = "model_version_alias"
 
 
