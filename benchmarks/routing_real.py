@@ -22,6 +22,10 @@ than the real policy is. Adaptive always runs under the limit, RelayCore's own f
 
 Also measured: the latency RelayCore adds on loopback, against calling a backend directly.
 
+Beside the policies, the clairvoyant oracle of routing_oracle.py routes the same arrivals over
+the backends' configured delays plus RelayCore's latency at rest, knowing every backlog
+exactly: its ratios show how far each target is within reach on the scenario at all.
+
     .venv/bin/python benchmarks/routing_real.py [--seconds 20] [--rate 150] [--seed 1]
         [--policies ...] [--scenarios equal unequal ...]
 """
@@ -47,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from routing_oracle import OracleEndpoint, earliest_completion
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = ROOT / "benchmarks" / "relay_backend.py"
@@ -71,6 +76,7 @@ class Scenario:
 
 UNLIMITED = "*"
 NO_LIMIT = 10_000
+ORACLE = "oracle"
 
 
 SCENARIOS = [
@@ -236,6 +242,23 @@ async def run_scenario(base: str, scenario: Scenario, label: str, urls: list[str
     return run
 
 
+def oracle_run(scenario: Scenario, seconds: float, rate: float, seed: int, overhead_ms: float) -> Run:
+    """The clairvoyant oracle on this scenario's arrivals and configured delays."""
+
+    def delay_s(i: int, t: float) -> float:
+        slow = scenario.slowdown and i == 0 and 0.3 * seconds <= t < 0.6 * seconds
+        return (scenario.base_ms * scenario.factors[i] * (20 if slow else 1) + overhead_ms) / 1000
+
+    def spec(i: int) -> OracleEndpoint:
+        return OracleEndpoint(WORKERS, lambda t: delay_s(i, t), lambda rng, t: delay_s(i, t))
+
+    plan = arrivals(rate, seconds, scenario.burst, seed)
+    latencies = earliest_completion([spec(i) for i in range(len(scenario.factors))],
+                                    [t for t, _ in plan], seed)
+    return Run(scenario.name, ORACLE, [Outcome(t, p, 200, s, None)
+                                       for (t, p), s in zip(plan, latencies, strict=True)])
+
+
 async def added_latency(base: str, direct_url: str, n: int = 300) -> dict[str, float]:
     """Sequential calls to one idle 0-ms backend, directly and through RelayCore."""
     async with httpx.AsyncClient(timeout=30) as client:
@@ -304,11 +327,11 @@ async def main_async(args: argparse.Namespace, base: str) -> dict[str, Any]:
         labels = list(args.policies)
         if scenario.unlimited_baselines:
             labels += [p + UNLIMITED for p in args.policies if p != "adaptive"]
+        capacity = sum(WORKERS / (scenario.base_ms * f / 1000) for f in scenario.factors)
+        rate = min(args.rate, scenario.load * capacity) if not scenario.burst else scenario.load * capacity
         for policy in labels:
             backends = spawn_backends([(scenario.base_ms * f, 503 if scenario.fail_first and i == 0 else None)
                                        for i, f in enumerate(scenario.factors)])
-            capacity = sum(WORKERS / (scenario.base_ms * f / 1000) for f in scenario.factors)
-            rate = min(args.rate, scenario.load * capacity) if not scenario.burst else scenario.load * capacity
             try:
                 run = await run_scenario(base, scenario, policy, [u for _, u in backends],
                                          args.seconds, rate, args.seed)
@@ -318,19 +341,24 @@ async def main_async(args: argparse.Namespace, base: str) -> dict[str, Any]:
             row = report(run, scenario.base_ms + o["relaycore_p50_ms"])
             results["runs"].append(row)
             print_row(row)
+        if scenario.unlimited_baselines:  # the scenarios with speed targets
+            row = report(oracle_run(scenario, args.seconds, rate, args.seed, o["relaycore_p50_ms"]), 0.0)
+            results["runs"].append(row)
+            print_row(row)
         print_ratios([r for r in results["runs"] if r["scenario"] == scenario.name])
     return results
 
 
 def print_ratios(rows: list[dict[str, Any]]) -> None:
     by = {r["policy"]: r for r in rows}
-    if "adaptive" not in by:
-        return
-    a = by["adaptive"]
-    for label, r in by.items():
-        if label != "adaptive":
-            print(f"  adaptive / {label:<15} p99 {a['p99_ms'] / r['p99_ms']:.2f}"
-                  f"  p99.9 {a['p999_ms'] / r['p999_ms']:.2f}", flush=True)
+    for who in ("adaptive", ORACLE):
+        if who not in by:
+            continue
+        a = by[who]
+        for label, r in by.items():
+            if label not in ("adaptive", ORACLE):
+                print(f"  {who + ' / ' + label:<30} p99 {a['p99_ms'] / r['p99_ms']:.2f}"
+                      f"  p99.9 {a['p999_ms'] / r['p999_ms']:.2f}", flush=True)
 
 
 def main() -> None:

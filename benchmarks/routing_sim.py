@@ -11,19 +11,33 @@ balancers do: they never skip an endpoint for being busy, so under the limit rou
 kinder to a slow endpoint than the real policy is. The targets are reported against both.
 Each seed draws its own arrivals and service times; the targets are the medians over seeds.
 
+Beside the policies, the clairvoyant oracle of routing_oracle.py routes the same arrivals over
+the same service-time distributions, knowing every backlog exactly: each target's figure is
+shown with what the oracle reaches, the best any policy could hope for there.
+
     .venv/bin/python benchmarks/routing_sim.py [--messages N] [--seeds 1 2 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import time
 from dataclasses import dataclass
 
+from routing_oracle import OracleEndpoint, earliest_completion, sampled_mean
+
 from routing.policies import POLICY_NAMES
-from routing.simulation import SimEndpoint, SimResult, lognormal, poisson_arrivals, simulate
+from routing.simulation import (
+    SimEndpoint,
+    SimOutcome,
+    SimResult,
+    lognormal,
+    poisson_arrivals,
+    simulate,
+)
 
 MEAN_S = 0.010
 WORKERS = 4
@@ -42,6 +56,31 @@ class Scenario:
     endpoints: list[SimEndpoint]
     arrivals: list[tuple[float, int]]
     focus: tuple[float, float] | None = None  # a window worth reporting on its own
+    with_oracle: bool = False  # the speed targets' scenarios: all endpoints answer
+
+
+ORACLE = "oracle"
+
+
+def oracle_result(scenario: Scenario, seed: int) -> SimResult:
+    """The clairvoyant oracle on the scenario's arrivals (see routing_oracle.py)."""
+
+    def spec(e: SimEndpoint) -> OracleEndpoint:
+        mean = sampled_mean(e.service)
+        return OracleEndpoint(
+            e.workers,
+            lambda t: mean * e.slowdown(t),
+            lambda rng, t: e.service(rng, t) * e.slowdown(t),
+        )
+
+    times = [t for t, _ in scenario.arrivals]
+    latencies = earliest_completion([spec(e) for e in scenario.endpoints], times, seed)
+    return SimResult(
+        [
+            SimOutcome(t, p, s, 200, None)
+            for (t, p), s in zip(scenario.arrivals, latencies, strict=True)
+        ]
+    )
 
 
 def _endpoints(factors: list[float]) -> list[SimEndpoint]:
@@ -69,6 +108,7 @@ def scenarios(messages: int, seed: int) -> list[Scenario]:
             "unequal 1x,1x,2x,4x",
             _endpoints(unequal),
             _steady(rng, 0.5 * _capacity(unequal), messages),
+            with_oracle=True,
         ),
     ]
     rate = 0.5 * _capacity(equal)
@@ -76,7 +116,9 @@ def scenarios(messages: int, seed: int) -> list[Scenario]:
     slow = _endpoints(equal)
     start, end = 0.3 * duration, 0.6 * duration
     slow[3].slowdown = lambda t: 20.0 if start <= t < end else 1.0
-    out.append(Scenario("d slows 20x, recovers", slow, _steady(rng, rate, messages), (start, end)))
+    out.append(
+        Scenario("d slows 20x, recovers", slow, _steady(rng, rate, messages), (start, end), True)
+    )
     failing = _endpoints(equal)
     failing[3].fail_status = 503
     out.append(Scenario("d answers 503 at once", failing, _steady(rng, rate, messages)))
@@ -123,9 +165,9 @@ def _ratio(x: SimResult, y: SimResult, q: float) -> float:
     return x.percentile_ms(q) / y.percentile_ms(q)
 
 
-def _against(results: dict[str, SimResult], mode: str) -> list[Check]:
+def _against(results: dict[str, SimResult], mode: str, who: str) -> list[Check]:
     """The speed targets against the baselines in one mode (suffix "" or UNLIMITED)."""
-    a, rr, lr = results["adaptive"], results["round_robin" + mode], results["least_request" + mode]
+    a, rr, lr = results[who], results["round_robin" + mode], results["least_request" + mode]
     which = " (baselines as Envoy/Linkerd: no limit)" if mode else " (baselines under the limit)"
     return [
         ("p99 / round_robin" + which, _ratio(a, rr, 99), 0.5, True),
@@ -134,11 +176,13 @@ def _against(results: dict[str, SimResult], mode: str) -> list[Check]:
     ]
 
 
-def _checks(name: str, results: dict[str, SimResult], unloaded: float) -> list[Check]:
-    a = results["adaptive"]
+def _checks(
+    name: str, results: dict[str, SimResult], unloaded: float, who: str = "adaptive"
+) -> list[Check]:
+    a = results[who]
     modes = [m for m in ("", UNLIMITED) if "round_robin" + m in results]
     if name.startswith(("unequal", "d slows")):
-        return [c for m in modes for c in _against(results, m)]
+        return [c for m in modes for c in _against(results, m, who)]
     if name.startswith("d answers"):
         return [("success", a.success_rate(), 0.999, False)]
     if name == "equal":
@@ -168,11 +212,23 @@ def _checks(name: str, results: dict[str, SimResult], unloaded: float) -> list[C
     ]
 
 
-def run_seed(messages: int, seed: int) -> list[tuple[str, Check]]:
+# (scenario, adaptive's check, the oracle's figure for the same check when it has one)
+Found = tuple[str, Check, float | None]
+
+
+def _found(scenario: str, results: dict[str, SimResult], unloaded: float) -> list[Found]:
+    checks = _checks(scenario, results, unloaded)
+    if ORACLE not in results:
+        return [(scenario, c, None) for c in checks]
+    reach = _checks(scenario, results, unloaded, ORACLE)
+    return [(scenario, c, o[1]) for c, o in zip(checks, reach, strict=True)]
+
+
+def run_seed(messages: int, seed: int) -> list[Found]:
     """Every scenario under one seed, printed; the targets' figures for adaptive."""
     unloaded = unloaded_p99_ms(seed)
     print(f"\n===== seed {seed}: unloaded p99 (10% load, equal endpoints): {unloaded:.1f} ms")
-    found: list[tuple[str, Check]] = []
+    found: list[Found] = []
     for scenario in scenarios(messages, seed):
         print(f"\n{scenario.name}  ({len(scenario.arrivals)} messages)")
         print(f"  {'policy':<16}{'p50 ms':>8}{'p99 ms':>9}{'p99.9 ms':>10}{'success':>10}   share")
@@ -187,15 +243,15 @@ def run_seed(messages: int, seed: int) -> list[tuple[str, Check]]:
                 scenario.endpoints, scenario.arrivals, policy, seed=seed, max_concurrency=limit
             )
             print(_row(label, results[label]))
+        if scenario.with_oracle:
+            results[ORACLE] = oracle_result(scenario, seed)
+            print(_row(ORACLE, results[ORACLE]))
         print(_ratios(results))
-        found += [(scenario.name, c) for c in _checks(scenario.name, results, unloaded)]
+        found += _found(scenario.name, results, unloaded)
         if scenario.focus is not None:
             windowed = {p: r.arrived_between(*scenario.focus) for p, r in results.items()}
             _print_focus(scenario.focus, windowed)
-            found += [
-                (scenario.name + " (while d is slow)", c)
-                for c in _checks(scenario.name, windowed, unloaded)
-            ]
+            found += _found(scenario.name + " (while d is slow)", windowed, unloaded)
         if burst:
             _print_burst(results)
     return found
@@ -217,15 +273,21 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     per_seed = [run_seed(args.messages, seed) for seed in args.seeds]
-    print(f"\ntargets for adaptive: median over seeds {args.seeds} (each seed's figure)")
-    for i, (scenario_name, (label, _, bound, upper)) in enumerate(per_seed[0]):
+    print(
+        f"\ntargets for adaptive: median over seeds {args.seeds} (each seed's figure);"
+        " 'oracle': the clairvoyant oracle's median figure for the same target"
+    )
+    for i, (scenario_name, (label, _, bound, upper), reach) in enumerate(per_seed[0]):
         values = [found[i][1][1] for found in per_seed]
         median = statistics.median(values)
         ok = median <= bound if upper else median >= bound
         each = ", ".join(f"{v:.3g}" for v in values)
+        oracle = ""
+        if reach is not None:
+            oracle = f"; oracle {statistics.median(f[i][2] or math.nan for f in per_seed):.3g}"
         print(
             f"  [{'met' if ok else 'MISSED':>6}] {scenario_name}: {label} = {median:.3g} "
-            f"({'<=' if upper else '>='} {bound:.3g}; {each})"
+            f"({'<=' if upper else '>='} {bound:.3g}; {each}){oracle}"
         )
     print(f"\n{time.perf_counter() - started:.1f} s")
 
