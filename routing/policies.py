@@ -34,8 +34,11 @@ class Policy:
     def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
         raise NotImplementedError
 
-    def observe(self, name: str, latency_s: float, failed: bool, now: float) -> None:
-        """Learn from one finished call; stateless policies ignore it."""
+    def observe(
+        self, name: str, latency_s: float, failed: bool, now: float, ahead: int = 0
+    ) -> None:
+        """Learn from one finished call, sent when ``ahead`` others were outstanding on the
+        endpoint; stateless policies ignore it."""
 
     def cost(self, state: EndpointState, now: float) -> float | None:
         """The policy's current cost for ``state`` (lower is better), if it has one."""
@@ -109,7 +112,9 @@ class PeakEwma(Policy):
         a, b = candidates[i], candidates[j]
         return b if self.cost(b, now) < self.cost(a, now) else a
 
-    def observe(self, name: str, latency_s: float, failed: bool, now: float) -> None:
+    def observe(
+        self, name: str, latency_s: float, failed: bool, now: float, ahead: int = 0
+    ) -> None:
         avg = self._ewma.get(name)
         if avg is None:
             avg = self._ewma[name] = DecayingAverage(self._decay_s)
@@ -136,15 +141,20 @@ class AdaptiveParams:
 
     decay_s: float = 1.0  # time constant of the latency average
     rise_s: float = 0.25  # time constant when a sample exceeds the average: slowdowns show fast
-    stale_s: float = 30.0  # without samples, the estimate fades towards the best peer's over this
+    # Without samples, the estimate fades towards the best peer's over this: a fallback only,
+    # since probes (at least every probe_max_s) are what notice a recovery. Fading faster
+    # makes a slow replica look fast again before anything says so, and the tail pays.
+    stale_s: float = 120.0
     penalty_exponent: float = 3.0  # C3's cubic: queueing delay grows super-linearly with load
     concurrency_hint: float = 8.0  # outstanding requests an endpoint absorbs before queueing
     # Share of an endpoint's concurrency limit it serves in parallel; beyond, a new request
     # waits its turn there (the limit is the operator's word on what the endpoint can take).
     parallel_share: float = 0.5
     # Calls in flight with no answer for this many times the latency estimate are evidence
-    # of a slowdown before any of them returns: below it, a long call is the normal tail.
-    silence_factor: float = 1.5
+    # of a slowdown before any of them returns, and the silence then stands for the latency.
+    # At 1 it does as soon as it exceeds the estimate: the longer an endpoint has said
+    # nothing, the less it gets, so a slowdown catches fewer messages before its first answer.
+    silence_factor: float = 1.0
     error_weight: float = 20.0  # a fully failing endpoint costs this many times more, plus one
     error_decay_s: float = 5.0
     hint_weight: float = 2.0  # cost multiplier added by a health score of 0
@@ -210,11 +220,13 @@ class Adaptive(Policy):
         self._used: dict[str, float] = {}  # when each endpoint was last chosen or heard from
         self._probe_wait: dict[str, float] = {}  # backed-off probe intervals, by endpoint
         self._probing: set[str] = set()  # endpoints whose probe has not answered yet
+        self._parallel: dict[str, float] = {}  # workers assumed per endpoint (see _queued_turns)
 
     def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
         pool = [c for c in candidates if c.stats.retry_after_until <= now] or candidates
         chosen = pool[0] if len(pool) == 1 else self._probe(pool, now) or self._cheapest(pool, now)
         self._used[chosen.name] = now
+        self._parallel[chosen.name] = self.params.parallel_share * chosen.endpoint.max_concurrency
         return chosen
 
     def _probe(self, pool: Sequence[EndpointState], now: float) -> EndpointState | None:
@@ -256,17 +268,28 @@ class Adaptive(Policy):
         learnt = self._learnt.get(name)
         return learnt is not None and not learnt.latency.empty
 
-    def _judge_probe(self, name: str, latency_s: float, failed: bool) -> None:
+    def _judge(self, name: str, latency_s: float, failed: bool) -> None:
+        """Sets the wait before ``name``'s next probe from one answer.
+
+        A slow answer to a probe doubles the wait. A slow answer to ordinary traffic is the
+        evidence that made the endpoint look slow in the first place: it counts as one probe
+        that found it slow, so the first probe comes after twice ``probe_s`` rather than
+        while a slowdown is still young. A fast answer resets the wait.
+        """
+        probing = name in self._probing
         self._probing.discard(name)
-        others = [e.latency.value() for n, e in self._learnt.items() if n != name]
-        best = min((v for v in others if v > 0), default=None)
         if failed:  # the breaker's business; the next probe will tell
             return
-        if best is not None and latency_s > self.PROBE_SLACK * best:
-            wait = self._probe_wait.get(name, self.params.probe_s)
-            self._probe_wait[name] = min(2.0 * wait, self.params.probe_max_s)
-        else:
+        others = [e.latency.value() for n, e in self._learnt.items() if n != name]
+        best = min((v for v in others if v > 0), default=None)
+        if best is None or latency_s <= self.PROBE_SLACK * best:
             self._probe_wait.pop(name, None)
+            return
+        p = self.params
+        wait = self._probe_wait.get(name, p.probe_s)
+        self._probe_wait[name] = min(
+            2.0 * wait if probing else max(wait, 2.0 * p.probe_s), p.probe_max_s
+        )
 
     def _cheapest(self, pool: Sequence[EndpointState], now: float) -> EndpointState:
         sample = self._sample(pool)
@@ -290,10 +313,18 @@ class Adaptive(Policy):
         ]
         return min(known) if known else None
 
-    def observe(self, name: str, latency_s: float, failed: bool, now: float) -> None:
+    def observe(
+        self, name: str, latency_s: float, failed: bool, now: float, ahead: int = 0
+    ) -> None:
         self._used[name] = max(self._used.get(name, now), now)
-        if name in self._probing:
-            self._judge_probe(name, latency_s, failed)
+        # The cost is a latency per turn times the turns a new call waits, so each answer is
+        # learnt per turn: one that queued behind `ahead` calls says that much less about the
+        # endpoint's speed. Otherwise queueing would count twice, in the estimate and in the
+        # turns, and a loaded fast endpoint would look slower than an idle slow one.
+        parallel = self._parallel.get(name)
+        if ahead > 0 and parallel is not None:
+            latency_s /= _queued_turns(ahead, parallel)
+        self._judge(name, latency_s, failed)
         learnt = self._learnt.get(name)
         if learnt is None:
             p = self.params
@@ -363,6 +394,7 @@ class Adaptive(Policy):
         self._used.pop(name, None)
         self._probe_wait.pop(name, None)
         self._probing.discard(name)
+        self._parallel.pop(name, None)
 
 
 def _queued_turns(outstanding: int, parallel: float) -> float:

@@ -19,6 +19,7 @@ class Observation:
     endpoint: str
     latency_s: float
     failed: bool
+    ahead: int = 0  # calls already outstanding on the endpoint when this one was sent
 
 
 class LatencyRecord:
@@ -49,5 +50,5 @@ class LatencyRecord:
 def replay(policy: Policy, observations: Iterable[Observation]) -> Policy:
     """Feed past observations to ``policy`` in order, so that it starts with what was learnt."""
     for o in observations:
-        policy.observe(o.endpoint, o.latency_s, o.failed, o.at)
+        policy.observe(o.endpoint, o.latency_s, o.failed, o.at, o.ahead)
     return policy

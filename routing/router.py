@@ -432,6 +432,7 @@ class Router(Registry):
         self, state: EndpointState, payload: Any, deadline: float | None
     ) -> _Outcome:
         start = self._clock()
+        ahead = state.stats.in_flight - 1  # calls the endpoint already had when this one went
         timeout = self.config.attempt_timeout_s
         if deadline is not None:
             timeout = min(timeout, deadline - start)
@@ -452,10 +453,10 @@ class Router(Registry):
             outcome = _Outcome(
                 response, None, self._clock() - start if latency is None else latency
             )
-        self._finish(state, outcome)
+        self._finish(state, outcome, ahead)
         return outcome
 
-    def _finish(self, state: EndpointState, outcome: _Outcome) -> None:
+    def _finish(self, state: EndpointState, outcome: _Outcome, ahead: int) -> None:
         now = self._clock()
         failed = outcome.failed
         if outcome.response is not None:
@@ -464,8 +465,8 @@ class Router(Registry):
         breaker = self._breakers.get(state.name)
         if breaker is not None:  # None once the endpoint was removed mid-call
             breaker.record(now, failed, outcome.latency_s)
-            self._policy.observe(state.name, outcome.latency_s, failed, now)
-            self._record.add(Observation(now, state.name, outcome.latency_s, failed))
+            self._policy.observe(state.name, outcome.latency_s, failed, now, ahead)
+            self._record.add(Observation(now, state.name, outcome.latency_s, failed, ahead))
         self._drain(now)
 
     def _read_headers(self, state: EndpointState, headers: Mapping[str, str], now: float) -> None:

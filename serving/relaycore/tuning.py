@@ -76,12 +76,12 @@ def suggest(trial: Any) -> AdaptiveParams:
     return AdaptiveParams(
         decay_s=trial.suggest_float("decay_s", 0.1, 10.0, log=True),
         rise_s=trial.suggest_float("rise_s", 0.02, 2.0, log=True),
-        stale_s=trial.suggest_float("stale_s", 0.5, 60.0, log=True),
+        stale_s=trial.suggest_float("stale_s", 1.0, 300.0, log=True),
         penalty_exponent=trial.suggest_float("penalty_exponent", 1.0, 4.0),
         concurrency_hint=trial.suggest_float("concurrency_hint", 1.0, 32.0, log=True),
         error_weight=trial.suggest_float("error_weight", 1.0, 50.0, log=True),
         sample_size=trial.suggest_int("sample_size", 2, 4),
-        silence_factor=trial.suggest_float("silence_factor", 1.5, 10.0, log=True),
+        silence_factor=trial.suggest_float("silence_factor", 1.0, 10.0, log=True),
         probe_s=trial.suggest_float("probe_s", 1.0, 30.0, log=True),
         hold_margin=trial.suggest_float("hold_margin", 1.0, 3.0),
     )

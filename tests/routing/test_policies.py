@@ -207,14 +207,37 @@ def _probe_times(policy: Adaptive, answers: list[float], until_s: float) -> list
 
 def test_choose_adaptive_backs_off_probing_endpoint_still_slow() -> None:
     policy = _adaptive(probe_s=2.0, probe_max_s=8.0)
-    # Waits of 2, 4, 8 and then 8 s (the cap): not one slow message every 2 s.
-    assert _probe_times(policy, [1.0], 30.0) == [2.0, 6.0, 14.0, 22.0, 30.0]
+    # The slow answer that revealed it counts as a first probe: waits of 4, 8 and then 8 s
+    # (the cap), not one slow message every 2 s.
+    assert _probe_times(policy, [1.0], 30.0) == [4.0, 12.0, 20.0, 28.0]
 
 
 def test_choose_adaptive_probes_again_at_base_interval_after_fast_probe() -> None:
     policy = _adaptive(probe_s=2.0, probe_max_s=8.0)
-    times = _probe_times(policy, [1.0, 0.010], 10.0)
-    assert times[:2] == [2.0, 6.0] and len(times) > 2 and times[2] <= 8.0
+    times = _probe_times(policy, [1.0, 0.010], 16.0)
+    assert times[:2] == [4.0, 12.0] and len(times) > 2 and times[2] <= 14.0
+
+
+def test_choose_adaptive_probes_endpoint_that_turned_slow_after_twice_the_interval() -> None:
+    # Linkerd's case: an endpoint in use turns slow. Its first probe waits 2 x probe_s, so
+    # that a slowdown of a few seconds costs the calls that revealed it and no probe more.
+    policy = _taught({"a": 0.010, "b": 0.010}, probe_s=2.0)
+    pool = [state("a"), state("b")]
+    policy.observe("b", 0.400, False, 0.5)
+    assert [policy.choose(pool, t).name for t in (2.4, 4.4)] == ["a", "a"]
+    assert policy.choose(pool, 4.6).name == "b"
+
+
+def test_observe_adaptive_learns_latency_per_turn_of_queueing() -> None:
+    # Both a and b serve in 10 ms on 2 workers (limit 4). a's answer waited half a turn, as
+    # it should behind 2 calls; taken at face value, a would look 1.5 times as slow as b.
+    policy = _taught({"a": 0.010, "b": 0.010})
+    pool = [state("a", max_concurrency=4), state("b", max_concurrency=4)]
+    for s in pool:
+        policy.choose([s], 0.0)
+    policy.observe("a", 0.015, False, 1.0, ahead=2)
+    policy.observe("b", 0.010, False, 1.0, ahead=0)
+    assert policy.cost(pool[0], 1.0) == pytest.approx(policy.cost(pool[1], 1.0), rel=0.01)
 
 
 def test_choose_adaptive_sends_one_request_at_a_time_to_endpoint_not_yet_measured() -> None:
@@ -232,7 +255,9 @@ def _taught(latencies: dict[str, float], **params: float) -> Adaptive:
     return policy
 
 
-def test_viable_adaptive_passes_over_free_endpoint_far_slower_than_queueing_for_a_busy_one() -> None:
+def test_viable_adaptive_passes_over_free_endpoint_far_slower_than_queueing_for_a_busy_one() -> (
+    None
+):
     policy = _taught({"fast": 0.010, "slow": 0.200})
     free, busy = [state("slow", 0, max_concurrency=4)], [state("fast", 4, max_concurrency=4)]
     viable, look_again_s = policy.viable(free, busy, 0.0)
@@ -249,11 +274,16 @@ def test_viable_adaptive_keeps_free_endpoint_about_as_fast_as_queueing_for_a_bus
 
 def test_viable_adaptive_holds_nothing_when_off_or_when_busy_ones_are_unmeasured() -> None:
     free, busy = [state("slow", 0, max_concurrency=4)], [state("fast", 4, max_concurrency=4)]
-    assert _taught({"fast": 0.010, "slow": 0.200}, hold_margin=0).viable(free, busy, 0.0) == (free, None)
+    assert _taught({"fast": 0.010, "slow": 0.200}, hold_margin=0).viable(free, busy, 0.0) == (
+        free,
+        None,
+    )
     assert _taught({"slow": 0.200}).viable(free, busy, 0.0) == (free, None)
 
 
-@pytest.mark.parametrize("policy", [RoundRobin(), LeastRequest(random.Random(1)), PeakEwma(random.Random(1))])
+@pytest.mark.parametrize(
+    "policy", [RoundRobin(), LeastRequest(random.Random(1)), PeakEwma(random.Random(1))]
+)
 def test_viable_baselines_send_to_whatever_is_free_as_envoy_and_linkerd_do(policy) -> None:
     free, busy = [state("slow", 0, max_concurrency=4)], [state("fast", 4, max_concurrency=4)]
     assert policy.viable(free, busy, 0.0) == (free, None)

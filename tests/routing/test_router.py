@@ -283,6 +283,22 @@ def test_record_observed_latencies_for_replay(make_router: RouterFactory) -> Non
     assert (observation.endpoint, observation.latency_s, observation.failed) == ("a", 0.01, False)
 
 
+def test_record_how_many_calls_each_one_found_ahead_on_its_endpoint(
+    make_router: RouterFactory, transport: FakeTransport
+) -> None:
+    router = make_router("a")
+    gate = transport.hold("a")
+
+    async def three_at_once() -> None:
+        sends = [asyncio.ensure_future(router.send({})) for _ in range(3)]
+        await settle()
+        gate.set()
+        await asyncio.gather(*sends)
+
+    run(three_at_once())
+    assert sorted(o.ahead for o in router.observations()) == [0, 1, 2]
+
+
 def test_set_policy_learns_from_recorded_latencies(
     make_router: RouterFactory, transport: FakeTransport
 ) -> None:
