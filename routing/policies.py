@@ -171,6 +171,10 @@ class AdaptiveParams:
     # A free endpoint expected to take more than this many times as long as queueing for a
     # slot on the best busy one is passed over: the message waits for the faster slot (0: never).
     hold_margin: float = 1.2
+    # Costs within this share of the cheapest are a tie: estimates jitter by about that much,
+    # while the count of outstanding calls is exact, so among equals the least loaded wins
+    # (least request's rule), and only a real difference in speed overrides it.
+    tie_share: float = 0.15
 
     def __post_init__(self) -> None:
         if self.sample_size < 2:
@@ -185,6 +189,8 @@ class AdaptiveParams:
             raise ValueError("silence_factor must be at least 1")
         if self.hold_margin != 0 and self.hold_margin < 1:
             raise ValueError("hold_margin must be 0 (off) or at least 1")
+        if self.tie_share < 0:
+            raise ValueError("tie_share must be at least 0")
 
 
 @dataclass(slots=True)
@@ -294,7 +300,13 @@ class Adaptive(Policy):
     def _cheapest(self, pool: Sequence[EndpointState], now: float) -> EndpointState:
         sample = self._sample(pool)
         prior = self._best_latency(sample, now)
-        return min(sample, key=lambda s: self._cost(s, now, prior))
+        costs = [(self._cost(s, now, prior), s) for s in sample]
+        cheapest = min(cost for cost, _ in costs)
+        tie = cheapest * (1.0 + self.params.tie_share)
+        return min(
+            (c for c in costs if c[0] <= tie),
+            key=lambda c: (c[1].stats.in_flight + c[1].stats.queued, c[0]),
+        )[1]
 
     def _sample(self, pool: Sequence[EndpointState]) -> Sequence[EndpointState]:
         k = self.params.sample_size

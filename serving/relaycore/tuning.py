@@ -84,6 +84,7 @@ def suggest(trial: Any) -> AdaptiveParams:
         silence_factor=trial.suggest_float("silence_factor", 1.0, 10.0, log=True),
         probe_s=trial.suggest_float("probe_s", 1.0, 30.0, log=True),
         hold_margin=trial.suggest_float("hold_margin", 1.0, 3.0),
+        tie_share=trial.suggest_float("tie_share", 0.0, 0.5),
     )
 
 
@@ -130,5 +131,6 @@ def optimize(observations: Sequence[Observation], current: AdaptiveParams, *, tr
 
 def _searched(params: AdaptiveParams) -> dict[str, Any]:
     names = ("decay_s", "rise_s", "stale_s", "penalty_exponent", "concurrency_hint",
-             "error_weight", "sample_size", "silence_factor", "probe_s")
+             "error_weight", "sample_size", "silence_factor", "probe_s", "hold_margin",
+             "tie_share")
     return {name: getattr(params, name) for name in names}

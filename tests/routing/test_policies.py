@@ -228,6 +228,19 @@ def test_choose_adaptive_probes_endpoint_that_turned_slow_after_twice_the_interv
     assert policy.choose(pool, 4.6).name == "b"
 
 
+def test_choose_adaptive_takes_the_least_loaded_among_endpoints_of_about_the_same_cost() -> None:
+    # 10 and 10.5 ms are within the jitter of an average; the count of calls in flight is exact.
+    policy = _taught({"a": 0.0100, "b": 0.0105})
+    pool = [state("a", in_flight=1, max_concurrency=4), state("b", max_concurrency=4)]
+    assert {policy.choose(pool, 0.0).name for _ in range(10)} == {"b"}
+
+
+def test_choose_adaptive_takes_a_clearly_faster_endpoint_even_if_it_is_busier() -> None:
+    policy = _taught({"a": 0.010, "b": 0.015})
+    pool = [state("a", in_flight=1, max_concurrency=4), state("b", max_concurrency=4)]
+    assert {policy.choose(pool, 0.0).name for _ in range(10)} == {"a"}
+
+
 def test_observe_adaptive_learns_latency_per_turn_of_queueing() -> None:
     # Both a and b serve in 10 ms on 2 workers (limit 4). a's answer waited half a turn, as
     # it should behind 2 calls; taken at face value, a would look 1.5 times as slow as b.

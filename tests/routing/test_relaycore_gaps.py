@@ -14,10 +14,16 @@ from routing.router import Router, RouterConfig
 from tests.routing.conftest import FakeClock, FakeTransport, Reply, run, settle, state
 
 
-def _router(clock: FakeClock, transport: FakeTransport, policy: str = "round_robin",
-            **config: object) -> Router:
-    return Router(transport, policy=policy, config=RouterConfig(**config),  # type: ignore[arg-type]
-                  clock=clock, rng=random.Random(7))
+def _router(
+    clock: FakeClock, transport: FakeTransport, policy: str = "round_robin", **config: object
+) -> Router:
+    return Router(
+        transport,
+        policy=policy,
+        config=RouterConfig(**config),  # type: ignore[arg-type]
+        clock=clock,
+        rng=random.Random(7),
+    )
 
 
 # --- 1. a message's service restricts routing to that service's endpoints ---------------------
@@ -123,8 +129,9 @@ def test_probe_adaptive_endpoint_starved_by_fading_errors(
     # The real run's case: d failed early (its process was not up yet), then became healthy.
     # Its cost (the best peer's latency x (1 + 20 x a fading error rate)) stays above the
     # others' for tens of seconds under light load, so without probing d got no traffic.
-    router = _router(clock, transport, policy="adaptive",
-                     breaker=BreakerConfig(consecutive_failures=99))
+    router = _router(
+        clock, transport, policy="adaptive", breaker=BreakerConfig(consecutive_failures=99)
+    )
     for name in "abcd":
         router.register(name, f"http://h/{name}")
     transport.replies["d"] = Reply(raises=ConnectionRefusedError("not up yet"))
@@ -172,8 +179,9 @@ def test_retry_fast_failure_waits_for_busy_healthy_endpoint(
 ) -> None:
     # d answers 503 at once, so it is the one with free slots while a, b, c are at their
     # concurrency limit: the retry used to find no candidate and the message got a 502.
-    router = _router(clock, transport, policy="adaptive",
-                     breaker=BreakerConfig(consecutive_failures=99))
+    router = _router(
+        clock, transport, policy="adaptive", breaker=BreakerConfig(consecutive_failures=99)
+    )
     for name in "abc":
         router.register(name, f"http://h/{name}", max_concurrency=1)
     transport.replies["d"] = Reply(status=503, latency=0.001)

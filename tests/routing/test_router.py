@@ -377,7 +377,9 @@ def test_send_adaptive_waits_for_a_fast_slot_rather_than_take_a_far_slower_free_
     make_router: RouterFactory, transport: FakeTransport
 ) -> None:
     async def scenario() -> list[str]:
-        router, gate, first, second = await _second_message_while_fast_is_busy(make_router, transport)
+        router, gate, first, second = await _second_message_while_fast_is_busy(
+            make_router, transport
+        )
         assert transport.calls == ["fast"] and router.status().queue.depth == 1
         gate.set()
         await asyncio.gather(first, second)
@@ -424,7 +426,13 @@ def test_send_low_priority_leaves_the_reserved_share_of_slots_to_urgent_messages
 
     calls, in_flight_lows, order = run(scenario())
     assert in_flight_lows == 3 and len(calls) == 4  # the urgent message went at once
-    assert sorted(order) == ["low0", "low1", "low2", "low3", "urgent"]  # the fourth low still served
+    assert sorted(order) == [
+        "low0",
+        "low1",
+        "low2",
+        "low3",
+        "urgent",
+    ]  # the fourth low still served
 
 
 def test_send_default_priority_may_use_every_slot(
