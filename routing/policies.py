@@ -47,6 +47,9 @@ class Policy:
     def forget(self, name: str) -> None:
         """Drop what was learnt about a removed endpoint."""
 
+    def tick(self, now: float) -> None:
+        """The router's loop was seen running on time at ``now`` (a timer fired when due)."""
+
     def viable(
         self, free: list[EndpointState], busy: list[EndpointState], now: float
     ) -> tuple[list[EndpointState], float | None]:
@@ -227,6 +230,7 @@ class Adaptive(Policy):
         self._probe_wait: dict[str, float] = {}  # backed-off probe intervals, by endpoint
         self._probing: set[str] = set()  # endpoints whose probe has not answered yet
         self._parallel: dict[str, float] = {}  # workers assumed per endpoint (see _queued_turns)
+        self._alive_at = -math.inf  # when an answer or a timer last showed the loop running
 
     def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
         pool = [c for c in candidates if c.stats.retry_after_until <= now] or candidates
@@ -329,6 +333,7 @@ class Adaptive(Policy):
         self, name: str, latency_s: float, failed: bool, now: float, ahead: int = 0
     ) -> None:
         self._used[name] = max(self._used.get(name, now), now)
+        self._alive_at = max(self._alive_at, now)
         # The cost is a latency per turn times the turns a new call waits, so each answer is
         # learnt per turn: one that queued behind `ahead` calls says that much less about the
         # endpoint's speed. Otherwise queueing would count twice, in the estimate and in the
@@ -379,7 +384,10 @@ class Adaptive(Policy):
     def _overdue(self, state: EndpointState, latency: float, now: float) -> float:
         # A slowdown shows only when a slow answer returns; until then, more calls would join
         # the ones stuck. Silence much longer than expected is the earlier sign.
-        silent = state.stats.silent_for(now)
+        # Only silence beyond the router's own counts: when no endpoint has been heard from
+        # for as long, and no timer proved the loop alive, the router's loop (or the machine)
+        # may have stalled, and an idle endpoint must not look better than busy ones for it.
+        silent = state.stats.silent_for(now) - max(now - self._alive_at, 0.0)
         return silent if silent > self.params.silence_factor * latency else latency
 
     def _latency(
@@ -400,6 +408,9 @@ class Adaptive(Policy):
         # avoided after a slowdown gets probed again and its recovery is noticed.
         age = now - learnt.latency.last_update
         return prior + (raw - prior) * math.exp(-max(age, 0.0) / self.params.stale_s)
+
+    def tick(self, now: float) -> None:
+        self._alive_at = max(self._alive_at, now)
 
     def forget(self, name: str) -> None:
         self._learnt.pop(name, None)

@@ -37,6 +37,8 @@ from routing.retry import RetryBudget
 from routing.status import QueueStatus, RouterStatus, endpoint_status
 
 DEFAULT_PRIORITY = 5
+# A timer firing later than this after it was due means the loop was busy or stalled.
+LOOP_LAG_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class Router(Registry):
         self._restricted = 0  # waiters that only some endpoints suit (see _drain)
         self._wake_at: float | None = None  # a drain scheduled by _look_again
         self._wake_handle: asyncio.TimerHandle | None = None
+        self._wake_due = 0.0  # the loop's time at which that drain is due
         self._budget = RetryBudget(self.config.retry)
 
     def status(self) -> RouterStatus:
@@ -332,11 +335,18 @@ class Router(Registry):
         if self._wake_handle is not None:
             self._wake_handle.cancel()
         self._wake_at = at
-        self._wake_handle = loop.call_later(max(at - self._clock(), 0.0), self._woken)
+        delay = max(at - self._clock(), 0.0)
+        self._wake_due = loop.time() + delay
+        self._wake_handle = loop.call_later(delay, self._woken)
 
     def _woken(self) -> None:
         self._wake_at = self._wake_handle = None
-        self._drain(self._clock())
+        now = self._clock()
+        # A timer that fires when due shows the loop running: silence from endpoints since
+        # is theirs, not a stall of the router's own (see Adaptive._overdue).
+        if asyncio.get_running_loop().time() - self._wake_due < LOOP_LAG_S:
+            self._policy.tick(now)
+        self._drain(now)
 
     def _choose(
         self, now: float, exclude: tuple[str, ...] | list[str], service: str | None

@@ -176,8 +176,20 @@ def test_choose_adaptive_avoids_endpoint_silent_far_longer_than_its_latency() ->
     policy.observe("b", 0.010, False, 0.0)
     stuck = state("b")
     stuck.stats.begin(1.0)  # no answer for 100 ms: 10 times the estimate
+    policy.observe("a", 0.010, False, 1.099)  # while a answers
     chosen = Counter(policy.choose([state("a"), stuck], 1.1 + 0.0001 * i).name for i in range(20))
     assert chosen == {"a": 20}
+
+
+def test_cost_adaptive_takes_no_silence_as_evidence_while_no_endpoint_is_heard_from() -> None:
+    # The router's loop stalled for 100 ms (or the machine did): every call in flight looks
+    # silent, which says nothing against the endpoints that have some.
+    policy = _adaptive()
+    policy.observe("a", 0.010, False, 1.0)
+    quiet, waiting = state("a"), state("a")
+    quiet.stats.begin(1.1)
+    waiting.stats.begin(1.0)
+    assert policy.cost(waiting, 1.1) == policy.cost(quiet, 1.1)
 
 
 def test_cost_adaptive_ignores_silence_within_normal_tail() -> None:
