@@ -236,8 +236,12 @@ class Adaptive(Policy):
         pool = [c for c in candidates if c.stats.retry_after_until <= now] or candidates
         chosen = pool[0] if len(pool) == 1 else self._probe(pool, now) or self._cheapest(pool, now)
         self._used[chosen.name] = now
-        self._parallel[chosen.name] = self.params.parallel_share * chosen.endpoint.max_concurrency
+        self._parallel[chosen.name] = self._workers(chosen)
         return chosen
+
+    def _workers(self, state: EndpointState) -> float:
+        """Calls the endpoint is taken to serve in parallel (see _queued_turns)."""
+        return self.params.parallel_share * state.endpoint.max_concurrency
 
     def _probe(self, pool: Sequence[EndpointState], now: float) -> EndpointState | None:
         used, wait, probe_s = self._used, self._probe_wait, self.params.probe_s
@@ -373,9 +377,7 @@ class Adaptive(Policy):
         latency = self._overdue(
             state, self._latency(learnt, now, prior, state.stats.in_flight > 0), now
         )
-        cost = latency * _queued_turns(
-            outstanding, p.parallel_share * state.endpoint.max_concurrency
-        )
+        cost = latency * _queued_turns(outstanding, self._workers(state))
         cost *= 1.0 + (outstanding / p.concurrency_hint) ** p.penalty_exponent
         if learnt is not None:
             cost *= 1.0 + p.error_weight * learnt.errors.value_towards(0.0, now)
