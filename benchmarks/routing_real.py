@@ -5,6 +5,8 @@ configurable delay and 2 workers each, so that an endpoint queues when pushed pa
 capacity) sit behind one API process (uvicorn, one worker, the real app on temporary stores).
 For each scenario and policy the same Poisson load, from one seed, is sent open-loop through the
 API; endpoints are registered afresh for every run so no policy inherits another's learning.
+The messages go out through benchmarks/loadgen.py, whose cost per request stays flat however
+many are outstanding (httpx's pool did not: the load client itself stalled for seconds).
 
 Scenarios (base delay 20 ms, 100 ms in the burst):
 - equal: four equal endpoints, at about 40% of their capacity;
@@ -51,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from loadgen import JsonPoster, ProtocolError
 from routing_oracle import OracleEndpoint, earliest_completion
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +62,7 @@ POLICIES = ("round_robin", "least_request", "peak_ewma", "adaptive")
 BASE_MS = 20.0
 WORKERS = 2
 HIGH, LOW = 9, 1
+MESSAGE_PATH = "/api/v2/relaycore/message"
 
 
 @dataclass
@@ -188,8 +192,9 @@ def arrivals(rate: float, seconds: float, burst: bool, seed: int) -> list[tuple[
         out.append((t, HIGH if (burst and rng.random() < 0.2) else (LOW if burst else 5)))
 
 
-async def send_load(client: httpx.AsyncClient, base: str, plan: list[tuple[float, int]],
+async def send_load(poster: JsonPoster, client: httpx.AsyncClient, plan: list[tuple[float, int]],
                     controls: list[tuple[float, str, dict[str, Any]]]) -> list[Outcome]:
+    """The plan's messages at their times (open loop, through `poster`), and the controls."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     outcomes: list[Outcome] = []
@@ -198,11 +203,9 @@ async def send_load(client: httpx.AsyncClient, base: str, plan: list[tuple[float
         await asyncio.sleep(max(start + at - loop.time(), 0))
         sent = loop.time()
         try:
-            response = await client.post(base + "/api/v2/relaycore/message",
-                                         json={"payload": {"id": i}, "priority": priority})
-            status = response.status_code
-            endpoint = response.json().get("endpoint") if status == 200 else None
-        except httpx.HTTPError:
+            status, body = await poster.post(MESSAGE_PATH, {"payload": {"id": i}, "priority": priority})
+            endpoint = body.get("endpoint") if status == 200 else None
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ProtocolError):
             status, endpoint = 599, None
         outcomes.append(Outcome(sent - start, priority, status, loop.time() - sent, endpoint))
 
@@ -221,8 +224,7 @@ async def run_scenario(base: str, scenario: Scenario, label: str, urls: list[str
     limit = NO_LIMIT if label.endswith(UNLIMITED) else scenario.max_concurrency
     names = [f"{scenario.name.split()[0]}-{policy}{'-nolimit' if limit == NO_LIMIT else ''}-{i}"
              for i in range(len(urls))]
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=60) as client:  # registration and controls only
         await client.put(base + "/api/v2/relaycore/policy", json={"policy": policy})
         for name, url in zip(names, urls, strict=True):
             (await client.post(base + "/api/v2/relaycore/endpoints", json={
@@ -234,7 +236,12 @@ async def run_scenario(base: str, scenario: Scenario, label: str, urls: list[str
                         (0.6 * seconds, urls[0], {"delay_ms": scenario.base_ms})]
         load_s = 3.0 if scenario.burst else seconds
         plan = arrivals(rate, load_s, scenario.burst, seed)
-        run = Run(scenario.name, label, await send_load(client, base, plan, controls))
+        url = httpx.URL(base)
+        poster = JsonPoster(url.host, url.port or 80)
+        try:
+            run = Run(scenario.name, label, await send_load(poster, client, plan, controls))
+        finally:
+            await poster.aclose()
         status = (await client.get(base + "/api/v2/relaycore/status")).json()
         run.attempts = {e["name"].rsplit("-", 1)[1]: e["completed"] for e in status["endpoints"]}
         for name in names:
