@@ -96,8 +96,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.hub.bind(asyncio.get_running_loop())
     set_default_hub(state.hub)
     await _first_load(state)
-    # Start-up leaves a large heap (torch, MLflow, SQLAlchemy); freezing it keeps the garbage
-    # collector's full passes, which would walk all of it, out of request latencies.
+    await _open_store(state)
+    # Start-up leaves a large heap (torch, MLflow, SQLAlchemy, Prefect); freezing it keeps the
+    # garbage collector's full passes, which would walk all of it, out of request latencies.
     gc.collect()
     gc.freeze()
     state.batcher.start()
@@ -136,6 +137,15 @@ async def _first_load(state: AppState) -> None:
         state.holder.problem = "the registry did not answer in time; still trying"
     if state.holder.current is None:
         log.warning("starting without a model: %s", state.holder.problem)
+
+
+async def _open_store(state: AppState) -> None:
+    """Opens the metric store before the heap is frozen: opening it imports Prefect's modules
+    (its engine lives with the ingest flow), and opened later they stayed in the collector's
+    oldest generation, where each full pass walked them: 50-60 ms pauses every ~10 s under
+    RelayCore's load. An unreachable store is no reason not to start; handlers answer 503."""
+    with contextlib.suppress(StoreUnavailable, TimeoutError):
+        await asyncio.wait_for(asyncio.to_thread(state.engine), FIRST_LOAD_TIMEOUT_S)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
