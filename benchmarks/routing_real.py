@@ -294,7 +294,10 @@ def report(run: Run, unloaded_ms: float) -> dict[str, Any]:
                            "p50_ms": run.percentile_ms(50), "p99_ms": run.percentile_ms(99),
                            "p999_ms": run.percentile_ms(99.9), "success": run.success(),
                            "share": run.share(), "statuses": dict(run.statuses()),
-                           "slowest": run.slowest(5)}
+                           "slowest": run.slowest(5),
+                           # every message: (sent at s, latency ms, status, endpoint index or None)
+                           "outcomes": [(round(o.sent_at, 4), round(o.latency_s * 1000, 2), o.status,
+                                         _index(o.endpoint)) for o in run.outcomes]}
     if "burst" in run.scenario:
         low = run.statuses(LOW)
         row |= {"high_p99_ms": run.percentile_ms(99, HIGH),
@@ -302,6 +305,10 @@ def report(run: Run, unloaded_ms: float) -> dict[str, Any]:
                 "low_served": low[200], "low_429": low[429],
                 "low_other": sum(v for k, v in low.items() if k not in (200, 429))}
     return row
+
+
+def _index(endpoint: str | None) -> int | None:
+    return int(endpoint.rsplit("-", 1)[1]) if endpoint else None
 
 
 def print_row(row: dict[str, Any]) -> None:
