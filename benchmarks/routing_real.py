@@ -5,7 +5,8 @@ configurable delay and 2 workers each, so that an endpoint queues when pushed pa
 capacity) sit behind one API process (uvicorn, one worker, the real app on temporary stores).
 For each scenario and policy the same Poisson load, from one seed, is sent open-loop through the
 API; endpoints are registered afresh for every run so no policy inherits another's learning.
-The messages go out through benchmarks/loadgen.py, whose cost per request stays flat however
+Each seed runs the policies in another order (rotated by the seed), since the shared machine's
+speed drifts over minutes. The messages go out through benchmarks/loadgen.py, whose cost per request stays flat however
 many are outstanding (httpx's pool did not: the load client itself stalled for seconds).
 
 Scenarios (base delay 20 ms, 100 ms in the burst):
@@ -341,6 +342,10 @@ async def main_async(args: argparse.Namespace, base: str) -> dict[str, Any]:
         labels = list(args.policies)
         if scenario.unlimited_baselines:
             labels += [p + UNLIMITED for p in args.policies if p != "adaptive"]
+        # The machine's speed drifts over minutes: each seed starts the order at another policy,
+        # so that over seeds no policy always runs first, or last, or right after another.
+        turn = (args.seed - 1) % len(labels)
+        labels = labels[turn:] + labels[:turn]
         capacity = sum(WORKERS / (scenario.base_ms * f / 1000) for f in scenario.factors)
         rate = min(args.rate, scenario.load * capacity) if not scenario.burst else scenario.load * capacity
         for policy in labels:
