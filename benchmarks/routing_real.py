@@ -6,8 +6,9 @@ capacity) sit behind one API process (uvicorn, one worker, the real app on tempo
 For each scenario and policy the same Poisson load, from one seed, is sent open-loop through the
 API; endpoints are registered afresh for every run so no policy inherits another's learning.
 Each seed runs the policies in another order (rotated by the seed), since the shared machine's
-speed drifts over minutes. The messages go out through benchmarks/loadgen.py, whose cost per request stays flat however
-many are outstanding (httpx's pool did not: the load client itself stalled for seconds).
+speed drifts over minutes. The messages go out through benchmarks/loadgen.py, whose cost per
+request stays flat however many are outstanding (httpx's pool did not: the load client itself
+stalled for seconds).
 
 Scenarios (base delay 20 ms, 100 ms in the burst):
 - equal: four equal endpoints, at about 40% of their capacity;

@@ -37,7 +37,6 @@ def test_concurrent_posts_each_get_their_own_answer(backends: Start) -> None:
 
     assert [status for status, _ in answers] == [200] * 100
     assert [body["id"] for _, body in answers] == list(range(100))  # type: ignore[index]
-    assert poster.opened <= 100  # the second wave found the first wave's connections idle
 
 
 def test_second_wave_reuses_the_first_waves_connections(backends: Start) -> None:
