@@ -69,6 +69,20 @@ def pick_two(n: int, rng: random.Random) -> tuple[int, int]:
     return i, j + (j >= i)
 
 
+def pick_some(n: int, k: int, rng: random.Random) -> list[int]:
+    """k distinct indices in range(n), k <= n, in random order: the first k steps of a
+    Fisher-Yates shuffle of range(n), with only the swapped places stored. Half of what
+    ``rng.sample`` costs for the handful a decision compares. The order is random too, so
+    that ties, broken by order, favour no place in the list."""
+    moved: dict[int, int] = {}
+    chosen = []
+    for i in range(k):
+        j = i + int(rng.random() * (n - i))
+        chosen.append(moved.get(j, j))
+        moved[j] = moved.get(i, i)
+    return chosen
+
+
 class RoundRobin(Policy):
     name = "round_robin"
 
@@ -359,10 +373,7 @@ class Adaptive(Policy):
         k = self.params.sample_size
         if len(pool) <= k:
             return pool
-        if k == 2:
-            i, j = pick_two(len(pool), self._rng)
-            return (pool[i], pool[j])
-        return self._rng.sample(list(pool), k)
+        return [pool[i] for i in pick_some(len(pool), k, self._rng)]
 
     def _best_latency(self, sample: Sequence[EndpointState], now: float) -> float | None:
         known = [
@@ -429,7 +440,10 @@ class Adaptive(Policy):
         # Only silence beyond the router's own counts: when no endpoint has been heard from
         # for as long, and no timer proved the loop alive, the router's loop (or the machine)
         # may have stalled, and an idle endpoint must not look better than busy ones for it.
-        silent = state.stats.silent_for(now) - max(now - self._alive_at, 0.0)
+        stats = state.stats
+        if not stats.in_flight:  # nothing outstanding, nothing overdue (the common case)
+            return latency
+        silent = stats.silent_for(now) - max(now - self._alive_at, 0.0)
         return silent if silent > self.params.silence_factor * latency else latency
 
     def _latency(
@@ -466,8 +480,9 @@ def _queued_turns(outstanding: int, parallel: float) -> float:
     """Latency of a new request in units of one service time: 1 while a worker is free, then
     one more turn for every ``parallel`` requests ahead of it (servers with that many workers).
     """
-    workers = max(parallel, 1.0)
-    return 1.0 + max(outstanding + 1.0 - workers, 0.0) / workers
+    workers = parallel if parallel > 1.0 else 1.0
+    ahead = outstanding + 1.0 - workers  # comparisons, not max(): this runs in every cost
+    return 1.0 + ahead / workers if ahead > 0.0 else 1.0
 
 
 def make_policy(

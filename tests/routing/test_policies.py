@@ -12,6 +12,7 @@ from routing.policies import (
     RoundRobin,
     UnknownPolicy,
     make_policy,
+    pick_some,
 )
 from tests.routing.conftest import state
 
@@ -354,3 +355,12 @@ def test_create_adaptive_params_rejects_negative_first_answer_wait() -> None:
     with pytest.raises(ValueError, match="first_answer_s"):
         AdaptiveParams(first_answer_s=-1)
 
+
+def test_pick_some_draws_distinct_indices_in_an_order_favouring_no_place() -> None:
+    rng = random.Random(5)
+    draws = [pick_some(6, 3, rng) for _ in range(6000)]
+    assert all(len(set(d)) == 3 and all(0 <= i < 6 for i in d) for d in draws)
+    # ties are broken by order: every place must come first about equally often
+    first = Counter(d[0] for d in draws)
+    assert sorted(first) == list(range(6)) and min(first.values()) > 850
+    assert sorted(pick_some(4, 4, rng)) == [0, 1, 2, 3]  # all of them: a permutation
