@@ -53,8 +53,7 @@ class Policy:
     def viable(
         self, free: list[EndpointState], busy: list[EndpointState], now: float
     ) -> tuple[list[EndpointState], float | None]:
-        """The free endpoints worth sending to now, given that ``busy`` ones (maybe none) are at
-        their limit.
+        """The free endpoints worth sending to now, given that ``busy`` ones are at their limit.
 
         Returns them and, when some were held back, the seconds after which to look again.
         Envoy's and Linkerd's balancers send to whatever is free: so do the baselines.
@@ -197,10 +196,6 @@ class AdaptiveParams:
     # while the count of outstanding calls is exact, so among equals the least loaded wins
     # (least request's rule), and only a real difference in speed overrides it.
     tie_share: float = 0.15
-    # Cold start: while no endpoint has answered yet and every free one already has its first
-    # call out, a message waits up to this long (counted from the oldest call) for the first
-    # answer rather than doubling up blind on an endpoint that may be the slowest (0: never).
-    first_answer_s: float = 0.1
 
     def __post_init__(self) -> None:
         if self.sample_size < 2:
@@ -217,8 +212,6 @@ class AdaptiveParams:
             raise ValueError("hold_margin must be 0 (off) or at least 1")
         if self.tie_share < 0:
             raise ValueError("tie_share must be at least 0")
-        if self.first_answer_s < 0:
-            raise ValueError("first_answer_s must be at least 0")
 
 
 @dataclass(slots=True)
@@ -256,7 +249,6 @@ class Adaptive(Policy):
         self._probing: set[str] = set()  # endpoints whose probe has not answered yet
         self._parallel: dict[str, float] = {}  # workers assumed per endpoint (see _queued_turns)
         self._alive_at = -math.inf  # when an answer or a timer last showed the loop running
-        self._cold = True  # no endpoint has answered with a latency yet
 
     def choose(self, candidates: Sequence[EndpointState], now: float) -> EndpointState:
         pool = [c for c in candidates if c.stats.retry_after_until <= now] or candidates
@@ -288,14 +280,9 @@ class Adaptive(Policy):
         slot is where the tail comes from. If every free one is passed over, the message
         waits in the queue for the next slot, and the router looks again once waiting no
         longer pays, in case the busy ones stall (their silence then raises their cost).
-        At cold start it also holds a message briefly for the first answer (first_answer_s).
         """
-        if self._cold:
-            held = self._await_first_answer(free, now)
-            if held is not None:
-                return [], held
         margin = self.params.hold_margin
-        if not margin or not busy:
+        if not margin:
             return free, None
         # Samples on both sides, as in `choose`: the decision stays a few cost evaluations
         # however many endpoints there are (all of them up to `sample_size`).
@@ -308,19 +295,6 @@ class Adaptive(Policy):
         if keep:
             return keep, None
         return keep, max(min(cost for cost, _ in costs) - queued, 0.001)
-
-    def _await_first_answer(self, free: list[EndpointState], now: float) -> float | None:
-        """Seconds to hold a message at cold start, or None to send it now.
-
-        Before any answer, every endpoint costs the same, so a second call on one of them is
-        a blind draw that lands on the slowest as often as on the fastest; the first answer,
-        one service time away, says where to send it.
-        """
-        if len(free) < 2 or any(s.stats.in_flight == 0 for s in free):
-            return None  # nothing to choose between, or a first call to make (see _probe)
-        waited = max(s.stats.silent_for(now) for s in free)
-        left = self.params.first_answer_s - waited
-        return left if left > 0 else None
 
     def _measured(self, name: str) -> bool:
         learnt = self._learnt.get(name)
@@ -405,7 +379,6 @@ class Adaptive(Policy):
         learnt.errors.add(1.0 if failed else 0.0, now)
         if not failed:  # a fast failure says nothing about how fast a success would be
             self._add_latency(learnt.latency, latency_s, now)
-            self._cold = False
 
     def _add_latency(self, avg: DecayingAverage, sample: float, now: float) -> None:
         # Rising faster than falling makes a slowdown visible within a fraction of a second.

@@ -316,7 +316,7 @@ class Router(Registry):
                     free.append(s)
             elif self._breakers[name].state(now) is BreakerState.CLOSED:
                 busy.append(s)
-        if not free:
+        if not (free and busy):
             return free
         viable, look_again_s = self._policy.viable(free, busy, now)
         if look_again_s is not None:

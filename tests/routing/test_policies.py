@@ -282,29 +282,6 @@ def test_choose_adaptive_looks_past_a_sample_of_new_endpoints_with_calls_out() -
     assert {policy.choose(pool, 0.0).name for _ in range(30)} == {"known"}
 
 
-def test_viable_adaptive_holds_a_message_for_the_first_answer_while_every_endpoint_is_new() -> (
-    None
-):
-    policy = _adaptive(first_answer_s=0.1)
-    free = [state(n, in_flight=1) for n in "abcd"]  # first calls out at t=0, none answered
-    viable, look_again_s = policy.viable(free, [], 0.03)
-    assert viable == [] and look_again_s == pytest.approx(0.07)
-    policy.observe("a", 0.020, False, 0.04)
-    assert policy.viable(free, [], 0.04) == (free, None)
-
-
-def test_viable_adaptive_sends_at_cold_start_when_holding_would_not_help() -> None:
-    busy_new = [state(n, in_flight=1) for n in "ab"]
-    # an endpoint still without its first call
-    assert _adaptive().viable([*busy_new, state("c")], [], 0.0)[1] is None
-    # only one endpoint: nothing to choose between
-    assert _adaptive().viable(busy_new[:1], [], 0.0)[1] is None
-    # the first calls have been out longer than first_answer_s: send blind rather than wait on
-    assert _adaptive(first_answer_s=0.1).viable(busy_new, [], 0.1)[1] is None
-    # off
-    assert _adaptive(first_answer_s=0).viable(busy_new, [], 0.0)[1] is None
-
-
 def _taught(latencies: dict[str, float], **params: float) -> Adaptive:
     policy = _adaptive(**params)
     for name, latency in latencies.items():
@@ -349,11 +326,6 @@ def test_viable_baselines_send_to_whatever_is_free_as_envoy_and_linkerd_do(polic
 def test_create_adaptive_params_rejects_hold_margin_below_one() -> None:
     with pytest.raises(ValueError, match="hold_margin"):
         AdaptiveParams(hold_margin=0.5)
-
-
-def test_create_adaptive_params_rejects_negative_first_answer_wait() -> None:
-    with pytest.raises(ValueError, match="first_answer_s"):
-        AdaptiveParams(first_answer_s=-1)
 
 
 def test_pick_some_draws_distinct_indices_in_an_order_favouring_no_place() -> None:

@@ -402,52 +402,6 @@ def test_send_adaptive_gives_a_held_message_to_the_slow_endpoint_once_the_fast_o
     assert run(scenario()) == ["fast", "slow"]
 
 
-async def _cold_start_with_every_endpoint_busy(
-    make_router: RouterFactory, transport: FakeTransport
-) -> tuple[list[asyncio.Event], list[asyncio.Task[RouteResult]]]:
-    """Three new endpoints under adaptive, each holding its first call open; a fourth
-    message is sent before any of them has answered."""
-    router = make_router("a", "b", "c", policy="adaptive")
-    gates = [transport.hold(n) for n in "abc"]
-    sends = [asyncio.create_task(router.send({"n": i})) for i in range(3)]
-    await settle()
-    sends.append(asyncio.create_task(router.send({"n": 3})))
-    await settle()
-    assert sorted(transport.calls) == ["a", "b", "c"] and router.status().queue.depth == 1
-    return gates, sends
-
-
-def test_send_adaptive_at_cold_start_waits_for_the_first_answer_to_choose(
-    make_router: RouterFactory, transport: FakeTransport
-) -> None:
-    async def scenario() -> str:
-        gates, sends = await _cold_start_with_every_endpoint_busy(make_router, transport)
-        gates[1].set()  # b answers first: the waiting message goes where an answer came from
-        await settle()
-        for gate in gates:
-            gate.set()
-        await asyncio.gather(*sends)
-        return transport.calls[3]
-
-    assert run(scenario()) == "b"
-
-
-def test_send_adaptive_at_cold_start_sends_blind_once_no_answer_comes_in_time(
-    make_router: RouterFactory, transport: FakeTransport, clock: FakeClock
-) -> None:
-    async def scenario() -> int:
-        gates, sends = await _cold_start_with_every_endpoint_busy(make_router, transport)
-        clock.advance(0.2)  # over first_answer_s (0.1 s): no answer is coming soon
-        await asyncio.sleep(0.15)  # the router's own timer looks again
-        sent = len(transport.calls)
-        for gate in gates:
-            gate.set()
-        await asyncio.gather(*sends)
-        return sent
-
-    assert run(scenario()) == 4
-
-
 def test_send_low_priority_leaves_the_reserved_share_of_slots_to_urgent_messages(
     make_router: RouterFactory, transport: FakeTransport
 ) -> None:
