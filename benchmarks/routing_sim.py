@@ -15,7 +15,7 @@ Beside the policies, the clairvoyant oracle of routing_oracle.py routes the same
 the same service-time distributions, knowing every backlog exactly: each target's figure is
 shown with what the oracle reaches, the best any policy could hope for there.
 
-    .venv/bin/python benchmarks/routing_sim.py [--messages N] [--seeds 1 2 3]
+    .venv/bin/python benchmarks/routing_sim.py [--messages N] [--seeds 1 2 3 4 5]
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def _ratios(results: dict[str, SimResult]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     args = parser.parse_args()
     started = time.perf_counter()
     per_seed = [run_seed(args.messages, seed) for seed in args.seeds]
