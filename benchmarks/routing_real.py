@@ -131,7 +131,7 @@ class Run:
         """(sent at s, latency ms, endpoint) of the n slowest successes: what the tail is made of."""
         ok = sorted((o for o in self.outcomes if o.status == 200), key=lambda o: -o.latency_s)
         return [(round(o.sent_at, 2), round(o.latency_s * 1000, 1),
-                 o.endpoint.rsplit("-", 1)[1] if o.endpoint else None) for o in ok[:n]]
+                 _backend(o.endpoint) if o.endpoint else None) for o in ok[:n]]
 
     def share(self) -> dict[str, float]:
         total = sum(self.attempts.values()) or 1
@@ -249,7 +249,7 @@ async def run_scenario(base: str, scenario: Scenario, label: str, urls: list[str
         finally:
             await poster.aclose()
         status = (await client.get(base + "/api/v2/relaycore/status")).json()
-        run.attempts = {e["name"].rsplit("-", 1)[1]: e["completed"] for e in status["endpoints"]}
+        run.attempts = {_backend(e["name"]): e["completed"] for e in status["endpoints"]}
         for name in names:
             await client.delete(f"{base}/api/v2/relaycore/endpoints/{name}")
     return run
@@ -313,8 +313,13 @@ def report(run: Run, unloaded_ms: float) -> dict[str, Any]:
     return row
 
 
+def _backend(name: str) -> str:
+    """The backend's number in a registered name ("unequal-adaptive-3" -> "3")."""
+    return name.rsplit("-", 1)[1]
+
+
 def _index(endpoint: str | None) -> int | None:
-    return int(endpoint.rsplit("-", 1)[1]) if endpoint else None
+    return int(_backend(endpoint)) if endpoint else None
 
 
 def print_row(row: dict[str, Any]) -> None:
