@@ -39,15 +39,23 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.serving_bench import free_port, register_model, wait_ready  # noqa: E402
 from benchmarks.stack import AUTOMATRIX, local_stack, start_api, stop  # noqa: E402
 
-SAMPLE = {"cpu_usage": 85.0, "memory_usage": 70.0, "network_latency": 200.0, "error_rate": 3.0,
-          "request_count": 2000.0}
+SAMPLE = {
+    "cpu_usage": 85.0,
+    "memory_usage": 70.0,
+    "network_latency": 200.0,
+    "error_rate": 3.0,
+    "request_count": 2000.0,
+}
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def pg_cluster(action: str) -> None:
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-                   check=True, timeout=60)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+        check=True,
+        timeout=60,
+    )
 
 
 def pg_up() -> bool:
@@ -91,8 +99,11 @@ def scenario_postgres() -> dict[str, object]:
                 i = 0
                 while time.monotonic() < deadline:
                     phases["down"][push(base, 100 + i)] += 1
-                    predictions[httpx.post(f"{base}/api/v2/neuroweaver/predict", json=SAMPLE,
-                                           timeout=10).status_code] += 1
+                    predictions[
+                        httpx.post(
+                            f"{base}/api/v2/neuroweaver/predict", json=SAMPLE, timeout=10
+                        ).status_code
+                    ] += 1
                     i += 1
                 ready_down = httpx.get(f"{base}/ready", timeout=10).status_code
                 health_down = httpx.get(f"{base}/health", timeout=10).status_code
@@ -122,27 +133,54 @@ def scenario_postgres() -> dict[str, object]:
     assert (ready_down, health_down) == (503, 200)
     assert recovered_after is not None and phases["after"] == {200: 50} and ready_after == 200
     assert same_process
-    return {"pushes": {k: dict(v) for k, v in phases.items()}, "predictions_while_down": dict(predictions),
-            "ready_while_down": ready_down, "recovered_s_after_restart": recovered_after,
-            "api_restarted": False}
+    return {
+        "pushes": {k: dict(v) for k, v in phases.items()},
+        "predictions_while_down": dict(predictions),
+        "ready_while_down": ready_down,
+        "recovered_s_after_restart": recovered_after,
+        "api_restarted": False,
+    }
 
 
 def scenario_mlflow() -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="automatrix-mlflow-") as tmp:
         root = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-               "DATABASE_URL": f"sqlite:///{root / 'automatrix.db'}",
-               "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}", "MODEL_SAVE_PATH": str(root / "models"),
-               "MODEL_RELOAD_INTERVAL": "1", "ENABLE_ML_TRAINING": "false",
-               # Fail fast when the registry is down instead of MLflow's minutes of retries.
-               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "DATABASE_URL": f"sqlite:///{root / 'automatrix.db'}",
+            "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}",
+            "MODEL_SAVE_PATH": str(root / "models"),
+            "MODEL_RELOAD_INTERVAL": "1",
+            "ENABLE_ML_TRAINING": "false",
+            # Fail fast when the registry is down instead of MLflow's minutes of retries.
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+        }
         register_model(env)
         port = free_port()
         mlflow_server = subprocess.Popen(
-            [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
-             env["MLFLOW_TRACKING_URI"], "--artifacts-destination", str(root / "artifacts"),
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--backend-store-uri",
+                env["MLFLOW_TRACKING_URI"],
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}/health", mlflow_server, timeout=120)
             env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
@@ -150,18 +188,23 @@ def scenario_mlflow() -> dict[str, object]:
             api = start_api(env, api_port, root / "api.log")
             base = f"http://127.0.0.1:{api_port}"
             try:
-                before = httpx.post(f"{base}/api/v2/neuroweaver/predict", json=SAMPLE, timeout=10).json()
+                before = httpx.post(
+                    f"{base}/api/v2/neuroweaver/predict", json=SAMPLE, timeout=10
+                ).json()
                 stop(mlflow_server)  # type: ignore[arg-type]
                 statuses: Counter[int] = Counter()
                 versions = set()
                 deadline = time.monotonic() + 10  # ten reload intervals without a registry
                 while time.monotonic() < deadline:
-                    response = httpx.post(f"{base}/api/v2/neuroweaver/predict", json=SAMPLE, timeout=10)
+                    response = httpx.post(
+                        f"{base}/api/v2/neuroweaver/predict", json=SAMPLE, timeout=10
+                    )
                     statuses[response.status_code] += 1
                     versions.add(response.json().get("model_version"))
                 try:
-                    models: int | str = httpx.get(f"{base}/api/v2/neuroweaver/models",
-                                                  timeout=30).status_code
+                    models: int | str = httpx.get(
+                        f"{base}/api/v2/neuroweaver/models", timeout=30
+                    ).status_code
                 except httpx.TimeoutException:
                     models = "timeout"
             finally:
@@ -170,8 +213,11 @@ def scenario_mlflow() -> dict[str, object]:
             stop(mlflow_server)  # type: ignore[arg-type]
     assert set(statuses) == {200} and versions == {before["model_version"]}, (statuses, versions)
     assert models in (503, "timeout")  # the listing needs the registry; predictions do not
-    return {"predictions_after_kill": dict(statuses), "served_version": before["model_version"],
-            "registry_listing_while_down": models}
+    return {
+        "predictions_after_kill": dict(statuses),
+        "served_version": before["model_version"],
+        "registry_listing_while_down": models,
+    }
 
 
 def scenario_trainer() -> dict[str, object]:
@@ -184,23 +230,45 @@ def scenario_trainer() -> dict[str, object]:
 
     with tempfile.TemporaryDirectory(prefix="automatrix-trainer-") as tmp:
         root = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{root / 'automatrix.db'}",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-               "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}", "MODEL_SAVE_PATH": str(root / "models")}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": f"sqlite:///{root / 'automatrix.db'}",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}",
+            "MODEL_SAVE_PATH": str(root / "models"),
+        }
         end = datetime.now(UTC).replace(second=0, microsecond=0)
-        ingestion.store_batch(store_engine(env["DATABASE_URL"]), list(simulate(end - timedelta(days=2), end).samples))
+        ingestion.store_batch(
+            store_engine(env["DATABASE_URL"]), list(simulate(end - timedelta(days=2), end).samples)
+        )
         base = [AUTOMATRIX, "train", "--window-days", "3", "--max-epochs", "3"]
-        first = json.loads(subprocess.run([*base, "--trials", "2"], env=env, cwd=root, check=True,
-                                          capture_output=True, text=True).stdout)
+        first = json.loads(
+            subprocess.run(
+                [*base, "--trials", "2"],
+                env=env,
+                cwd=root,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
         client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
         champion = str(client.get_registered_model("neuroweaver").aliases["champion"])
         study = "faults-search"
-        victim = subprocess.Popen([*base, "--trials", "200", "--study-name", study], env=env, cwd=root,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        victim = subprocess.Popen(
+            [*base, "--trials", "200", "--study-name", study],
+            env=env,
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def trials() -> int:
             try:
-                return len(optuna.load_study(study_name=study, storage=env["OPTUNA_STORAGE"]).trials)
+                return len(
+                    optuna.load_study(study_name=study, storage=env["OPTUNA_STORAGE"]).trials
+                )
             except Exception:
                 return 0
 
@@ -212,24 +280,39 @@ def scenario_trainer() -> dict[str, object]:
         victim.wait(timeout=30)
         versions_after_kill = len(client.search_model_versions("name='neuroweaver'"))
         champion_after_kill = str(client.get_registered_model("neuroweaver").aliases["champion"])
-        second = json.loads(subprocess.run([*base, "--trials", "3", "--study-name", study], env=env,
-                                           cwd=root, check=True, capture_output=True, text=True).stdout)
+        second = json.loads(
+            subprocess.run(
+                [*base, "--trials", "3", "--study-name", study],
+                env=env,
+                cwd=root,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
         final = str(client.get_registered_model("neuroweaver").aliases["champion"])
         total = trials()
     assert champion == str(first["version"]) and killed_at >= 3
     assert champion_after_kill == champion and versions_after_kill == 1  # nothing half-registered
     assert total >= killed_at + 3  # the study went on from where the killed worker left it
     assert final == (str(second["version"]) if second["promoted"] else champion)
-    return {"champion_before": champion, "trials_when_killed": killed_at,
-            "champion_after_kill": champion_after_kill, "study_trials_after_second_worker": total,
-            "second_worker_promoted": second["promoted"], "champion_final": final}
+    return {
+        "champion_before": champion,
+        "trials_when_killed": killed_at,
+        "champion_after_kill": champion_after_kill,
+        "study_trials_after_second_worker": total,
+        "second_worker_promoted": second["promoted"],
+        "champion_final": final,
+    }
 
 
 SCENARIOS = {"postgres": scenario_postgres, "mlflow": scenario_mlflow, "trainer": scenario_trainer}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=sorted(SCENARIOS), action="append")
     args = parser.parse_args()
     failed = False
@@ -237,7 +320,10 @@ def main() -> None:
         started = time.monotonic()
         try:
             outcome = SCENARIOS[name]()
-            print(json.dumps({name: "PASS", "seconds": round(time.monotonic() - started), **outcome}), flush=True)
+            print(
+                json.dumps({name: "PASS", "seconds": round(time.monotonic() - started), **outcome}),
+                flush=True,
+            )
         except AssertionError as exc:
             failed = True
             print(json.dumps({name: "FAIL", "reason": str(exc)[:2000]}), flush=True)

@@ -72,7 +72,7 @@ def mase(actual: np.ndarray, predicted: np.ndarray, scale: float) -> float:
 def evaluate_origin(series: pd.Series, origin: int, day: int) -> dict[str, float]:
     train, test = series.iloc[:origin], series.iloc[origin : origin + day].to_numpy()
     cap = int(MAX_HISTORY / (series.index[1] - series.index[0]))
-    history = train.to_numpy()[-min(cap, MAX_POINTS):]
+    history = train.to_numpy()[-min(cap, MAX_POINTS) :]
     scale = float(np.mean(np.abs(history[day:] - history[:-day]))) or 1.0
     started = time.perf_counter()
     ours = forecast_capacity(train, horizon=day)
@@ -106,8 +106,19 @@ def print_table(table: pd.DataFrame) -> None:
         ours_vs_snaive=table["ours"] / table["seasonal_naive"],
         ours_vs_autoets=table["ours"] / table["autoets"],
     )
-    cols = ["series", "origins", "ours", "seasonal_naive", "autoets", "weekly_naive",
-            "ours_vs_snaive", "ours_vs_autoets", "coverage80", "coverage95", "seconds"]
+    cols = [
+        "series",
+        "origins",
+        "ours",
+        "seasonal_naive",
+        "autoets",
+        "weekly_naive",
+        "ours_vs_snaive",
+        "ours_vs_autoets",
+        "coverage80",
+        "coverage95",
+        "seconds",
+    ]
     print(table.reindex(columns=cols).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

@@ -22,15 +22,25 @@ from benchmarks.stack import local_stack  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1, help="0 derandomises (as in CI)")
     args = parser.parse_args()
     with local_stack(RATE_LIMIT_BURST="100000") as stack:
         report = fuzz(stack.base_url, args.examples, args.seed)
-    print(json.dumps({"operations": report.operations, "requests": report.requests,
-                      "statuses": dict(sorted(report.statuses.items())),
-                      "failures": len(report.failures)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "operations": report.operations,
+                "requests": report.requests,
+                "statuses": dict(sorted(report.statuses.items())),
+                "failures": len(report.failures),
+            },
+            indent=2,
+        )
+    )
     for failure in report.failures[:20]:
         print("\n" + failure)
     sys.exit(1 if report.failures else 0)

@@ -22,7 +22,9 @@ class FuzzReport:
     statuses: dict[int, int] = field(default_factory=dict)
 
 
-def fuzz(base_url: str, max_examples: int, seed: int = 0, headers: dict[str, str] | None = None) -> FuzzReport:
+def fuzz(
+    base_url: str, max_examples: int, seed: int = 0, headers: dict[str, str] | None = None
+) -> FuzzReport:
     """Runs every operation of `base_url`/openapi.json; returns what it saw and what failed."""
     import httpx
     import hypothesis
@@ -40,17 +42,30 @@ def fuzz(base_url: str, max_examples: int, seed: int = 0, headers: dict[str, str
             continue
         report.operations += 1
         settings = hypothesis.settings(
-            max_examples=max_examples, deadline=None, database=None, derandomize=seed == 0,
+            max_examples=max_examples,
+            deadline=None,
+            database=None,
+            derandomize=seed == 0,
             suppress_health_check=list(HealthCheck),
-            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
+            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        )
         answers = set(documented[operation.path][operation.method.lower()].get("responses", {}))
-        settings(given(case=operation.as_strategy())(_runner(operation, base_url, headers,
-                                                               checks, report, answers)))()
+        settings(
+            given(case=operation.as_strategy())(
+                _runner(operation, base_url, headers, checks, report, answers)
+            )
+        )()
     return report
 
 
-def _runner(operation: Any, base_url: str, headers: dict[str, str] | None, checks: list[Any],
-            report: FuzzReport, answers: set[str]) -> Any:
+def _runner(
+    operation: Any,
+    base_url: str,
+    headers: dict[str, str] | None,
+    checks: list[Any],
+    report: FuzzReport,
+    answers: set[str],
+) -> Any:
     """One generated request: a 500, or a 5xx the operation does not document, is a failure;
     a documented 503 (a dependency down, routing stopped) is the API doing its job."""
     name = f"{operation.method.upper()} {operation.path}"
@@ -68,12 +83,16 @@ def _runner(operation: Any, base_url: str, headers: dict[str, str] | None, check
         status = response.status_code
         report.statuses[status] = report.statuses.get(status, 0) + 1
         if status == 500 or (status >= 500 and str(status) not in answers):
-            report.failures.append(f"{name} -> {status}: {response.text[:500]}\n"
-                                   f"{case.as_curl_command()}")
+            report.failures.append(
+                f"{name} -> {status}: {response.text[:500]}\n{case.as_curl_command()}"
+            )
             return
         try:
             case.validate_response(response, checks=checks)
-        except (Exception, BaseExceptionGroup) as exc:  # schemathesis raises one error listing every failed check
+        except (
+            Exception,
+            BaseExceptionGroup,
+        ) as exc:  # schemathesis raises one error listing every failed check
             report.failures.append(f"{name} -> {response.status_code}: {exc}"[:1500])
 
     return run

@@ -27,7 +27,9 @@ from monitoring.sources.simulator import simulate
 from monitoring.store import make_engine
 
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-COLUMNS = "service_id, timestamp, cpu_usage, memory_usage, network_latency, error_rate, request_count"
+COLUMNS = (
+    "service_id, timestamp, cpu_usage, memory_usage, network_latency, error_rate, request_count"
+)
 
 
 def samples(rows: int) -> list[Sample]:
@@ -39,8 +41,18 @@ def samples(rows: int) -> list[Sample]:
 
 def raw_rows(batch: list[Sample]) -> list[tuple[object, ...]]:
     ids = {name: i + 1 for i, name in enumerate(sorted({s.service for s in batch}))}
-    return [(ids[s.service], s.timestamp, s.cpu_usage, s.memory_usage, s.network_latency, s.error_rate,
-             s.request_count) for s in batch]
+    return [
+        (
+            ids[s.service],
+            s.timestamp,
+            s.cpu_usage,
+            s.memory_usage,
+            s.network_latency,
+            s.error_rate,
+            s.request_count,
+        )
+        for s in batch
+    ]
 
 
 def timed(action: Callable[[], None]) -> float:
@@ -60,11 +72,15 @@ def sqlite_pair(batch: list[Sample], folder: Path) -> tuple[float, float]:
     rows = [(r[0], r[1].strftime("%Y-%m-%d %H:%M:%S.%f"), *r[2:]) for r in raw_rows(batch)]
     connection = sqlite3.connect(raw_path)
     connection.execute("PRAGMA journal_mode=WAL")
-    connection.executemany("INSERT INTO services (id, name, created_at) VALUES (?, ?, ?)",
-                           [(i, f"svc-{i}", "2026-01-01") for i in range(1, 11)])
+    connection.executemany(
+        "INSERT INTO services (id, name, created_at) VALUES (?, ?, ?)",
+        [(i, f"svc-{i}", "2026-01-01") for i in range(1, 11)],
+    )
 
     def raw() -> None:
-        connection.executemany(f"INSERT INTO metric_samples ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        connection.executemany(
+            f"INSERT INTO metric_samples ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+        )
         connection.commit()
 
     elapsed = timed(raw)
@@ -92,14 +108,18 @@ def postgres_pair(batch: list[Sample]) -> tuple[float, float] | None:
         rows = raw_rows(batch)
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{names[1]}") as connection:
             with connection.cursor() as cursor:
-                cursor.executemany("INSERT INTO services (id, name, created_at) VALUES (%s, %s, now())",
-                                   [(i, f"svc-{i}") for i in range(1, 11)])
+                cursor.executemany(
+                    "INSERT INTO services (id, name, created_at) VALUES (%s, %s, now())",
+                    [(i, f"svc-{i}") for i in range(1, 11)],
+                )
             connection.commit()
 
             def raw() -> None:
                 with connection.cursor() as cursor:
                     cursor.executemany(
-                        f"INSERT INTO metric_samples ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+                        f"INSERT INTO metric_samples ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        rows,
+                    )
                 connection.commit()
 
             elapsed = timed(raw)
@@ -123,10 +143,14 @@ def main() -> None:
     args = parser.parse_args()
     batch = samples(args.rows)
     print(f"{len(batch):,} samples, median of {args.repeat} runs, {datetime.now(UTC):%Y-%m-%d}\n")
-    print("| store | ours: validate + upsert (samples/s) | raw executemany (samples/s) | ours / raw |")
+    print(
+        "| store | ours: validate + upsert (samples/s) | raw executemany (samples/s) | ours / raw |"
+    )
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        report("SQLite (WAL)", [sqlite_pair(batch, Path(tmp)) for _ in range(args.repeat)], len(batch))
+        report(
+            "SQLite (WAL)", [sqlite_pair(batch, Path(tmp)) for _ in range(args.repeat)], len(batch)
+        )
     pg = [p for p in (postgres_pair(batch) for _ in range(args.repeat)) if p is not None]
     if pg:
         report("PostgreSQL", pg, len(batch))

@@ -67,9 +67,16 @@ async def _lifespan(receive: Any, send: Any) -> None:
 
 async def _answer(send: Any, status: int, body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(raw)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": raw})
 
 
@@ -86,8 +93,9 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     print(f"PORT {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(Backend(args), log_level="warning", access_log=False,
-                            lifespan="on", backlog=2048)
+    config = uvicorn.Config(
+        Backend(args), log_level="warning", access_log=False, lifespan="on", backlog=2048
+    )
     uvicorn.Server(config).run(sockets=[sock])
     sys.exit(0)
 

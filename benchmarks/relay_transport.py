@@ -38,15 +38,28 @@ class HttpxReference:
     """Forwarding over one pooled httpx.AsyncClient: streamed read with a size cap."""
 
     def __init__(self, max_connections: int = 512, max_bytes: int = 1_000_000) -> None:
-        limits = httpx.Limits(max_connections=max_connections,
-                              max_keepalive_connections=max_connections, keepalive_expiry=30.0)
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+        )
         self.max_bytes = max_bytes
-        self._client = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False,
-                                         timeout=httpx.Timeout(10.0, connect=CONNECT_S))
+        self._client = httpx.AsyncClient(
+            limits=limits,
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(10.0, connect=CONNECT_S),
+        )
 
-    async def __call__(self, endpoint: Endpoint, payload: Any, timeout_s: float) -> TransportResponse:
-        request = self._client.build_request("POST", endpoint.url, content=orjson.dumps(payload),
-                                             headers={"content-type": "application/json"})
+    async def __call__(
+        self, endpoint: Endpoint, payload: Any, timeout_s: float
+    ) -> TransportResponse:
+        request = self._client.build_request(
+            "POST",
+            endpoint.url,
+            content=orjson.dumps(payload),
+            headers={"content-type": "application/json"},
+        )
         response = await self._client.send(request, stream=True)
         try:
             raw, size = [], 0
@@ -91,22 +104,31 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    backend = subprocess.Popen([sys.executable, str(BACKEND), "--name", "b", "--delay-ms", "5",
-                                "--workers", "10000"], stdout=subprocess.PIPE, text=True)
+    backend = subprocess.Popen(
+        [sys.executable, str(BACKEND), "--name", "b", "--delay-ms", "5", "--workers", "10000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert backend.stdout is not None
         url = f"http://127.0.0.1:{int(backend.stdout.readline().split()[1])}/work"
-        print(f"CPU per forwarded call, median of {args.rounds} alternating rounds of "
-              f"{args.calls} calls")
+        print(
+            f"CPU per forwarded call, median of {args.rounds} alternating rounds of "
+            f"{args.calls} calls"
+        )
         for outstanding in (16, 128, 512):
             found: dict[str, list[float]] = {"httpx": [], "relaycore": []}
             for _ in range(args.rounds):
                 for name, make in (("httpx", HttpxReference), ("relaycore", _ours)):
-                    found[name].append(asyncio.run(cpu_per_call_us(make(), url, outstanding,
-                                                                   args.calls)))
+                    found[name].append(
+                        asyncio.run(cpu_per_call_us(make(), url, outstanding, args.calls))
+                    )
             ref, ours = (statistics.median(found[n]) for n in ("httpx", "relaycore"))
-            print(f"  {outstanding:4d} outstanding: httpx {ref:7.0f} us, relaycore {ours:6.0f} us,"
-                  f" relaycore/httpx {ours / ref:.2f}", flush=True)
+            print(
+                f"  {outstanding:4d} outstanding: httpx {ref:7.0f} us, relaycore {ours:6.0f} us,"
+                f" relaycore/httpx {ours / ref:.2f}",
+                flush=True,
+            )
     finally:
         backend.kill()
 

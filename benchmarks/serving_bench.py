@@ -31,8 +31,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SAMPLE = {"cpu_usage": 85.0, "memory_usage": 70.0, "network_latency": 200.0,
-          "error_rate": 3.0, "request_count": 2000.0}
+SAMPLE = {
+    "cpu_usage": 85.0,
+    "memory_usage": 70.0,
+    "network_latency": 200.0,
+    "error_rate": 3.0,
+    "request_count": 2000.0,
+}
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local f = io.open("{body}", "r")
@@ -78,15 +83,22 @@ with mlflow.start_run(experiment_id=experiment):
     version = registry.register(model, "neuroweaver", x)
 MlflowClient().set_registered_model_alias("neuroweaver", "champion", version)
 """
-    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @contextmanager
 def server(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Any:
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         try:
             wait_ready(ready_url, process)
@@ -157,18 +169,26 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, body: dict[str, Any], rows: int, duration: int, connections: int, work: Path,
-        pid: int) -> Result:
+def wrk(
+    url: str, body: dict[str, Any], rows: int, duration: int, connections: int, work: Path, pid: int
+) -> Result:
     body_file = work / f"body-{rows}-{abs(hash(url))}.json"
     body_file.write_text(json.dumps(body))
     script = work / f"post-{rows}-{abs(hash(url))}.lua"
     script.write_text(LUA.replace("{body}", str(body_file)))
     httpx.post(url, json=body, timeout=30).raise_for_status()  # the body is right for this server
-    subprocess.run(["wrk", "-t1", f"-c{connections}", "-d2s", "-s", str(script), url],
-                   capture_output=True, check=True)  # warm-up
+    subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", "-d2s", "-s", str(script), url],
+        capture_output=True,
+        check=True,
+    )  # warm-up
     before = cpu_seconds(pid)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     result = parse_wrk(out, rows)
     requests = max(1.0, result.requests_per_s * duration)
     result.cpu_ms_per_request = (cpu_seconds(pid) - before) * 1000 / requests
@@ -183,11 +203,17 @@ def parse_wrk(out: str, rows: int) -> Result:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return Result(rps, latency("50"), latency("99"), errors + (int(non2xx.group(1)) if non2xx else 0), rows)
+    return Result(
+        rps, latency("50"), latency("99"), errors + (int(non2xx.group(1)) if non2xx else 0), rows
+    )
 
 
-def bench(targets: dict[str, tuple[str, dict[str, Any], int]], batch: dict[str, Any],
-          args: argparse.Namespace, work: Path) -> dict[str, dict[str, Result]]:
+def bench(
+    targets: dict[str, tuple[str, dict[str, Any], int]],
+    batch: dict[str, Any],
+    args: argparse.Namespace,
+    work: Path,
+) -> dict[str, dict[str, Result]]:
     """Best of `rounds` per server and mode, the servers taking turns within each round.
 
     On a shared machine other work comes and goes; alternating the servers exposes both to the
@@ -199,9 +225,11 @@ def bench(targets: dict[str, tuple[str, dict[str, Any], int]], batch: dict[str, 
             for name, (url, one, pid) in targets.items():
                 body, rows = (one, 1) if mode == "single" else (batch, args.batch_rows)
                 result = wrk(url, body, rows, args.duration, args.connections, work, pid)
-                print(f"round {round_ + 1} {name:<22}{mode:<8}{result.requests_per_s:>9.0f} req/s"
-                      f"  p99 {result.p99_ms:.2f} ms  {result.cpu_ms_per_request:.3f} CPU ms/req",
-                      flush=True)
+                print(
+                    f"round {round_ + 1} {name:<22}{mode:<8}{result.requests_per_s:>9.0f} req/s"
+                    f"  p99 {result.p99_ms:.2f} ms  {result.cpu_ms_per_request:.3f} CPU ms/req",
+                    flush=True,
+                )
                 kept = best[name].get(mode)
                 if kept is None or result.requests_per_s > kept.requests_per_s:
                     best[name][mode] = result
@@ -209,22 +237,34 @@ def bench(targets: dict[str, tuple[str, dict[str, Any], int]], batch: dict[str, 
 
 
 def report(ours: dict[str, Any], theirs: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"\nbest of {args.rounds} rounds of {args.duration} s, {args.connections} connections, one worker each")
-    print(f"\n{'server':<28}{'mode':<10}{'req/s':>10}{'rows/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"{'CPU ms/req':>12}")
+    print(
+        f"\nbest of {args.rounds} rounds of {args.duration} s, {args.connections} connections, one worker each"
+    )
+    print(
+        f"\n{'server':<28}{'mode':<10}{'req/s':>10}{'rows/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'CPU ms/req':>12}"
+    )
     for found in (theirs, ours):
         for mode in ("single", "batch"):
             r: Result = found[mode]
-            print(f"{found['name']:<28}{mode:<10}{r.requests_per_s:>10.0f}{r.rows_per_s:>12.0f}"
-                  f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}{r.cpu_ms_per_request:>12.3f}")
+            print(
+                f"{found['name']:<28}{mode:<10}{r.requests_per_s:>10.0f}{r.rows_per_s:>12.0f}"
+                f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}{r.cpu_ms_per_request:>12.3f}"
+            )
     for found in (theirs, ours):
         print(f"peak RSS {found['name']:<28}{found['peak_rss_mb']:>8.0f} MB")
     s, t = ours["single"], theirs["single"]
     print(f"\none-row throughput: {s.requests_per_s / t.requests_per_s:.1f}x mlflow (target >= 5x)")
-    print(f"one-row p99: {s.p99_ms:.2f} ms vs {t.p99_ms:.2f} ms = {s.p99_ms / t.p99_ms:.3f} of mlflow's (target <= 0.1)")
-    print(f"batch rows/s: {ours['batch'].rows_per_s / theirs['batch'].rows_per_s:.1f}x mlflow (target >= 5x)")
-    print(f"server CPU per one-row request: {t.cpu_ms_per_request / s.cpu_ms_per_request:.1f}x less than mlflow"
-          " (independent of other load on the machine)")
+    print(
+        f"one-row p99: {s.p99_ms:.2f} ms vs {t.p99_ms:.2f} ms = {s.p99_ms / t.p99_ms:.3f} of mlflow's (target <= 0.1)"
+    )
+    print(
+        f"batch rows/s: {ours['batch'].rows_per_s / theirs['batch'].rows_per_s:.1f}x mlflow (target >= 5x)"
+    )
+    print(
+        f"server CPU per one-row request: {t.cpu_ms_per_request / s.cpu_ms_per_request:.1f}x less than mlflow"
+        " (independent of other load on the machine)"
+    )
 
 
 def main() -> None:
@@ -238,34 +278,71 @@ def main() -> None:
         sys.exit("needs wrk: apt-get install -y wrk")
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-               "DATABASE_URL": f"sqlite:///{work / 'store.db'}", "ENABLE_ML_TRAINING": "false",
-               "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "PYTHONPATH": str(ROOT),
-               "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "DATABASE_URL": f"sqlite:///{work / 'store.db'}",
+            "ENABLE_ML_TRAINING": "false",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "PYTHONPATH": str(ROOT),
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        }
         env.pop("API_KEY", None)
         print("registering the model ...", flush=True)
         register_model(env)
         one = dict(SAMPLE)
-        batch = {"instances": [{**SAMPLE, "cpu_usage": float(i % 100)} for i in range(args.batch_rows)]}
+        batch = {
+            "instances": [{**SAMPLE, "cpu_usage": float(i % 100)} for i in range(args.batch_rows)]
+        }
         mlflow_port, api_port = free_port(), free_port()
-        mlflow_cmd = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/neuroweaver@champion",
-                      "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port), "-w", "1"]
+        mlflow_cmd = [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/neuroweaver@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(mlflow_port),
+            "-w",
+            "1",
+        ]
         api_cmd = [str(BIN / "automatrix"), "serve", "--host", "127.0.0.1", "--port", str(api_port)]
         print("starting mlflow models serve and automatrix serve ...", flush=True)
-        with server(mlflow_cmd, env, f"http://127.0.0.1:{mlflow_port}/ping", work / "mlflow.log") as theirs_p, \
-                server(api_cmd, env, f"http://127.0.0.1:{api_port}/ready", work / "api.log") as ours_p:
+        with (
+            server(
+                mlflow_cmd, env, f"http://127.0.0.1:{mlflow_port}/ping", work / "mlflow.log"
+            ) as theirs_p,
+            server(api_cmd, env, f"http://127.0.0.1:{api_port}/ready", work / "api.log") as ours_p,
+        ):
             targets = {
-                "mlflow models serve": (f"http://127.0.0.1:{mlflow_port}/invocations",
-                                        {"dataframe_records": [one]}, theirs_p.pid),
-                "automatrix serve": (f"http://127.0.0.1:{api_port}/api/v2/neuroweaver/predict", one,
-                                     ours_p.pid),
+                "mlflow models serve": (
+                    f"http://127.0.0.1:{mlflow_port}/invocations",
+                    {"dataframe_records": [one]},
+                    theirs_p.pid,
+                ),
+                "automatrix serve": (
+                    f"http://127.0.0.1:{api_port}/api/v2/neuroweaver/predict",
+                    one,
+                    ours_p.pid,
+                ),
             }
             best = bench(targets, batch, args, work)
-            theirs = {"name": "mlflow models serve", **best["mlflow models serve"],
-                      "peak_rss_mb": peak_rss_mb(theirs_p.pid)}
-            ours = {"name": "automatrix serve", **best["automatrix serve"],
-                    "peak_rss_mb": peak_rss_mb(ours_p.pid)}
+            theirs = {
+                "name": "mlflow models serve",
+                **best["mlflow models serve"],
+                "peak_rss_mb": peak_rss_mb(theirs_p.pid),
+            }
+            ours = {
+                "name": "automatrix serve",
+                **best["automatrix serve"],
+                "peak_rss_mb": peak_rss_mb(ours_p.pid),
+            }
         report(ours, theirs, args)
+
 
 if __name__ == "__main__":
     main()

@@ -26,8 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.stack import Stack, local_stack  # noqa: E402
 
-SAMPLE = {"cpu_usage": 85.0, "memory_usage": 70.0, "network_latency": 200.0, "error_rate": 3.0,
-          "request_count": 2000.0}
+SAMPLE = {
+    "cpu_usage": 85.0,
+    "memory_usage": 70.0,
+    "network_latency": 200.0,
+    "error_rate": 3.0,
+    "request_count": 2000.0,
+}
 
 
 class Tally:
@@ -38,7 +43,9 @@ class Tally:
         self.ws_connects = 0
 
 
-async def http_worker(client: httpx.AsyncClient, kind: str, tally: Tally, until: float, n: int) -> None:
+async def http_worker(
+    client: httpx.AsyncClient, kind: str, tally: Tally, until: float, n: int
+) -> None:
     i = 0
     while time.monotonic() < until:
         i += 1
@@ -46,12 +53,19 @@ async def http_worker(client: httpx.AsyncClient, kind: str, tally: Tally, until:
             if kind == "predict":
                 response = await client.post("/api/v2/neuroweaver/predict", json=SAMPLE)
             elif kind == "push":
-                at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=i % 1440)
-                response = await client.post("/api/v2/metrics", json={"samples": [
-                    {"service": f"soak-{n}", "timestamp": at.isoformat(), **SAMPLE}]})
+                at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(
+                    minutes=i % 1440
+                )
+                response = await client.post(
+                    "/api/v2/metrics",
+                    json={
+                        "samples": [{"service": f"soak-{n}", "timestamp": at.isoformat(), **SAMPLE}]
+                    },
+                )
             else:
-                response = await client.post("/api/v2/relaycore/message",
-                                             json={"payload": {"id": i}, "priority": i % 10})
+                response = await client.post(
+                    "/api/v2/relaycore/message", json={"payload": {"id": i}, "priority": i % 10}
+                )
             tally.statuses[(kind, response.status_code)] += 1
         except httpx.HTTPError as exc:
             tally.errors[f"{kind}: {type(exc).__name__}"] += 1
@@ -66,7 +80,9 @@ async def ws_client(url: str, tally: Tally, until: float) -> None:
                 tally.ws_connects += 1
                 while time.monotonic() < until:
                     try:
-                        await asyncio.wait_for(socket.recv(), timeout=max(until - time.monotonic(), 0.1))
+                        await asyncio.wait_for(
+                            socket.recv(), timeout=max(until - time.monotonic(), 0.1)
+                        )
                         tally.ws_messages += 1
                     except TimeoutError:
                         break
@@ -84,7 +100,9 @@ async def monitor(stack: Stack, until: float, rss: list[tuple[float, float]]) ->
     rss.append((round((time.monotonic() - started) / 60, 1), round(stack.rss_mb(), 1)))
 
 
-async def soak(stack: Stack, minutes: float, concurrency: int, ws_clients: int) -> dict[str, object]:
+async def soak(
+    stack: Stack, minutes: float, concurrency: int, ws_clients: int
+) -> dict[str, object]:
     tally = Tally()
     rss: list[tuple[float, float]] = []
     limits = httpx.Limits(max_connections=concurrency * 3)
@@ -93,23 +111,37 @@ async def soak(stack: Stack, minutes: float, concurrency: int, ws_clients: int) 
             await client.post("/api/v2/neuroweaver/predict", json=SAMPLE)
         until = time.monotonic() + minutes * 60
         ws_url = stack.base_url.replace("http://", "ws://") + "/api/v2/ws/ecosystem"
-        jobs = [http_worker(client, kind, tally, until, n) for n in range(concurrency)
-                for kind in ("predict", "push", "route")]
+        jobs = [
+            http_worker(client, kind, tally, until, n)
+            for n in range(concurrency)
+            for kind in ("predict", "push", "route")
+        ]
         jobs += [ws_client(ws_url, tally, until) for _ in range(ws_clients)]
         started = time.monotonic()
         await asyncio.gather(monitor(stack, until, rss), *jobs)
         elapsed = time.monotonic() - started
     total = sum(tally.statuses.values())
     server_errors = sum(n for (_, status), n in tally.statuses.items() if status >= 500)
-    return {"minutes": minutes, "requests": total, "rate_per_s": round(total / elapsed, 1),
-            "statuses": {f"{k} {s}": n for (k, s), n in sorted(tally.statuses.items())},
-            "5xx": server_errors, "transport_errors": dict(tally.errors),
-            "ws_clients": ws_clients, "ws_connects": tally.ws_connects, "ws_messages": tally.ws_messages,
-            "rss_mb_start": rss[0][1], "rss_mb_end": rss[-1][1], "rss_mb_max": max(r for _, r in rss)}
+    return {
+        "minutes": minutes,
+        "requests": total,
+        "rate_per_s": round(total / elapsed, 1),
+        "statuses": {f"{k} {s}": n for (k, s), n in sorted(tally.statuses.items())},
+        "5xx": server_errors,
+        "transport_errors": dict(tally.errors),
+        "ws_clients": ws_clients,
+        "ws_connects": tally.ws_connects,
+        "ws_messages": tally.ws_messages,
+        "rss_mb_start": rss[0][1],
+        "rss_mb_end": rss[-1][1],
+        "rss_mb_max": max(r for _, r in rss),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=4, help="HTTP loops per kind of request")
     parser.add_argument("--ws-clients", type=int, default=20)

@@ -57,33 +57,56 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def start_api(env: dict[str, str], port: int, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
+def start_api(
+    env: dict[str, str], port: int, log: Path, workers: int = 1
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        process = subprocess.Popen([AUTOMATRIX, "serve", "--port", str(port), "--workers", str(workers)],
-                                   env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [AUTOMATRIX, "serve", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     wait_ready(f"http://127.0.0.1:{port}/ready", process, timeout=180)
     return process
 
 
 @contextmanager
-def local_stack(database_url: str | None = None, workers: int = 1,
-                **extra: str) -> Iterator[Stack]:
+def local_stack(database_url: str | None = None, workers: int = 1, **extra: str) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="automatrix-stack-") as tmp:
         root = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT),
-               "DATABASE_URL": database_url or f"sqlite:///{root / 'automatrix.db'}",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-               "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}",
-               "MODEL_SAVE_PATH": str(root / "models"), "ENABLE_ML_TRAINING": "false",
-               "LIVE_INTERVAL": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": database_url or f"sqlite:///{root / 'automatrix.db'}",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}",
+            "MODEL_SAVE_PATH": str(root / "models"),
+            "ENABLE_ML_TRAINING": "false",
+            "LIVE_INTERVAL": "1",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **extra,
+        }
         for name in ("API_KEY", "ENVIRONMENT", "DEBUG", "PREFECT_API_URL"):
             env.pop(name, None)
         register_model(env)
-        backend = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "relay_backend.py"),
-                                    "--name", "local", "--delay-ms", "2"],
-                                   stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+        backend = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "relay_backend.py"),
+                "--name",
+                "local",
+                "--delay-ms",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         assert backend.stdout is not None
         backend_url = f"http://127.0.0.1:{backend.stdout.readline().split()[1]}/work"
         env["RELAYCORE_ENDPOINTS"] = f"local={backend_url}"

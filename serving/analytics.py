@@ -38,17 +38,22 @@ class RequestStats:
 
     def report(self) -> list[dict[str, Any]]:
         now = time.monotonic()
-        return [_endpoint_report(method, route, stats, now)
-                for (method, route), stats in sorted(self._by_key.items(), key=lambda kv: kv[0][1])]
+        return [
+            _endpoint_report(method, route, stats, now)
+            for (method, route), stats in sorted(self._by_key.items(), key=lambda kv: kv[0][1])
+        ]
 
 
 def _endpoint_report(method: str, route: str, stats: EndpointStats, now: float) -> dict[str, Any]:
     recent = list(stats.latencies or ())
     seconds = np.array([s for _, s in recent]) if recent else np.zeros(0)
     in_window = sum(1 for at, _ in recent if now - at <= RATE_WINDOW_S)
-    p50, p95, p99 = (np.percentile(seconds, [50, 95, 99]) * 1000 if len(seconds) else (None,) * 3)
+    p50, p95, p99 = np.percentile(seconds, [50, 95, 99]) * 1000 if len(seconds) else (None,) * 3
     return {
-        "method": method, "endpoint": route, "requests": stats.count, "errors_5xx": stats.errors,
+        "method": method,
+        "endpoint": route,
+        "requests": stats.count,
+        "errors_5xx": stats.errors,
         "requests_per_s": round(in_window / RATE_WINDOW_S, 3),
         "latency_ms": {"p50": _round(p50), "p95": _round(p95), "p99": _round(p99)},
     }
@@ -97,8 +102,13 @@ class PredictionLog:
                 self.keyed.append((service, moment, score, record.version))
 
     def summary(self) -> dict[str, Any]:
-        return {"requests": self.requests, "rows": self.rows, "by_version": dict(self.by_version),
-                "lost_records": self.lost, "awaiting_truth": len(self.keyed)}
+        return {
+            "requests": self.requests,
+            "rows": self.rows,
+            "by_version": dict(self.by_version),
+            "lost_records": self.lost,
+            "awaiting_truth": len(self.keyed),
+        }
 
 
 def model_error(engine: Any, keyed: list[tuple[str, datetime, float, str]]) -> dict[str, Any]:
@@ -119,13 +129,18 @@ def model_error(engine: Any, keyed: list[tuple[str, datetime, float, str]]) -> d
     if not samples:
         return empty
     labelled = label_frame(samples_frame(samples))
-    truth = {(s, ts.to_pydatetime()): y for s, ts, y in
-             zip(labelled["service"], labelled["timestamp"], labelled[TARGET], strict=True)}
+    truth = {
+        (s, ts.to_pydatetime()): y
+        for s, ts, y in zip(
+            labelled["service"], labelled["timestamp"], labelled[TARGET], strict=True
+        )
+    }
     return _errors(keyed, truth) or empty
 
 
-def _errors(keyed: list[tuple[str, datetime, float, str]],
-            truth: dict[tuple[str, datetime], float]) -> dict[str, Any] | None:
+def _errors(
+    keyed: list[tuple[str, datetime, float, str]], truth: dict[tuple[str, datetime], float]
+) -> dict[str, Any] | None:
     pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for service, moment, score, version in keyed:
         real = truth.get((service, moment))
@@ -134,10 +149,16 @@ def _errors(keyed: list[tuple[str, datetime, float, str]],
     if not pairs:
         return None
     every = np.array([p for group in pairs.values() for p in group])
-    return {"compared": len(every), **_mae_rmse(every),
-            "by_version": {v: {"compared": len(g), **_mae_rmse(np.array(g))} for v, g in pairs.items()}}
+    return {
+        "compared": len(every),
+        **_mae_rmse(every),
+        "by_version": {v: {"compared": len(g), **_mae_rmse(np.array(g))} for v, g in pairs.items()},
+    }
 
 
 def _mae_rmse(pairs: np.ndarray) -> dict[str, float]:
     diff = pairs[:, 0] - pairs[:, 1]
-    return {"mae": round(float(np.abs(diff).mean()), 6), "rmse": round(float(np.sqrt((diff**2).mean())), 6)}
+    return {
+        "mae": round(float(np.abs(diff).mean()), 6),
+        "rmse": round(float(np.sqrt((diff**2).mean())), 6),
+    }

@@ -49,8 +49,18 @@ from serving.settings import Settings, get_settings
 from serving.state import AppState, StoreUnavailable
 
 log = logging.getLogger(__name__)
-ROUTERS = [health.router, neuroweaver.router, registry.router, webhooks.router, ingest.router,
-           ecosystem.router, analytics.router, dashboard.router, relaycore_router, orchestrator_router]
+ROUTERS = [
+    health.router,
+    neuroweaver.router,
+    registry.router,
+    webhooks.router,
+    ingest.router,
+    ecosystem.router,
+    analytics.router,
+    dashboard.router,
+    relaycore_router,
+    orchestrator_router,
+]
 FIRST_LOAD_TIMEOUT_S = 60.0
 
 
@@ -60,11 +70,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
     holder = models.ModelHolder(settings.model_name, settings.model_alias)
-    state = AppState(settings=settings, holder=holder, hub=EventHub(),
-                     batcher=MicroBatcher(lambda: holder.current))
-    app = FastAPI(title="AutoMatrix Unified API", version="2.0.0", lifespan=_lifespan,
-                  debug=settings.debug, dependencies=[Depends(require_api_key)],
-                  description="Predictions, training, registry, ingestion and the live ecosystem.")
+    state = AppState(
+        settings=settings,
+        holder=holder,
+        hub=EventHub(),
+        batcher=MicroBatcher(lambda: holder.current),
+    )
+    app = FastAPI(
+        title="AutoMatrix Unified API",
+        version="2.0.0",
+        lifespan=_lifespan,
+        debug=settings.debug,
+        dependencies=[Depends(require_api_key)],
+        description="Predictions, training, registry, ingestion and the live ecosystem.",
+    )
     app.state.automatrix = state
     for router in ROUTERS:
         app.include_router(router)
@@ -76,14 +95,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _add_middleware(app: FastAPI, state: AppState) -> None:
-    predict_route = next(r for r in neuroweaver.router.routes if getattr(r, "path", None) == predict.PATH)
+    predict_route = next(
+        r for r in neuroweaver.router.routes if getattr(r, "path", None) == predict.PATH
+    )
     app.add_middleware(predict.PredictPath, state=state, route=predict_route)  # innermost
     if state.settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=state.settings.cors_origins,
-                           allow_methods=["*"], allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=state.settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     app.add_middleware(BodySizeLimit, max_bytes=state.settings.max_body_bytes)
-    app.add_middleware(RateLimit, per_minute=state.settings.rate_limit_per_minute,
-                       burst=state.settings.rate_limit_burst)
+    app.add_middleware(
+        RateLimit,
+        per_minute=state.settings.rate_limit_per_minute,
+        burst=state.settings.rate_limit_burst,
+    )
     app.add_middleware(RequestTimer, stats=state.stats, registry=state.registry)
     app.add_middleware(RequestId)  # outermost: every log line of the request carries its id
 
@@ -102,12 +130,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     state.batcher.start()
-    tasks = [asyncio.create_task(coro, name=name) for name, coro in (
-        ("model-poller", models.poll(state.holder, state.settings.model_reload_interval,
-                                     lambda loaded: live.announce_swap(state, loaded))),
-        ("live-ticker", live.tick(state, state.settings.live_interval)),
-        ("prediction-log", state.predictions.run()),
-    )]
+    tasks = [
+        asyncio.create_task(coro, name=name)
+        for name, coro in (
+            (
+                "model-poller",
+                models.poll(
+                    state.holder,
+                    state.settings.model_reload_interval,
+                    lambda loaded: live.announce_swap(state, loaded),
+                ),
+            ),
+            ("live-ticker", live.tick(state, state.settings.live_interval)),
+            ("prediction-log", state.predictions.run()),
+        )
+    ]
     try:
         yield
     finally:
@@ -158,8 +195,14 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
     detail = exc.detail
-    body = ({"detail": detail.get("message", "error"), **{k: v for k, v in detail.items() if k != "message"}}
-            if isinstance(detail, dict) else {"detail": detail})
+    body = (
+        {
+            "detail": detail.get("message", "error"),
+            **{k: v for k, v in detail.items() if k != "message"},
+        }
+        if isinstance(detail, dict)
+        else {"detail": detail}
+    )
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -167,7 +210,9 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
-    return JSONResponse({"detail": f"{where}: {first['msg']}", "errors": errors[:50]}, status_code=422)
+    return JSONResponse(
+        {"detail": f"{where}: {first['msg']}", "errors": errors[:50]}, status_code=422
+    )
 
 
 async def _store_unavailable(_request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -187,10 +232,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """The generated schema plus the prediction schemas the raw predict handler documents."""
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                         routes=app.routes)
-    _, extra = models_json_schema([(m, "validation") for m in neuroweaver.DOC_MODELS],
-                                  ref_template="#/components/schemas/{model}")
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    _, extra = models_json_schema(
+        [(m, "validation") for m in neuroweaver.DOC_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))
     document_rate_limits(schema)
     _document_validation_errors(schema)
@@ -201,10 +249,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def _document_validation_errors(schema: dict[str, Any]) -> None:
     """Every 422 has the shape `_validation_error` (or an HTTPException) answers, not FastAPI's."""
     schema["components"]["schemas"]["HTTPValidationError"] = {
-        "title": "HTTPValidationError", "type": "object", "required": ["detail"],
+        "title": "HTTPValidationError",
+        "type": "object",
+        "required": ["detail"],
         "properties": {
             "detail": {"type": "string", "description": "the first problem, with where it is"},
-            "errors": {"type": "array", "items": {
-                "type": "object", "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}}}},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}},
+                },
+            },
         },
     }

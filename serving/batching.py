@@ -27,8 +27,12 @@ class Answer:
 
 
 class MicroBatcher:
-    def __init__(self, current: Callable[[], LoadedModel | None], window_s: float = 0.001,
-                 max_rows: int = 4096) -> None:
+    def __init__(
+        self,
+        current: Callable[[], LoadedModel | None],
+        window_s: float = 0.001,
+        max_rows: int = 4096,
+    ) -> None:
         self._current = current
         self.window_s = window_s
         self.max_rows = max_rows

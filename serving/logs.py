@@ -26,11 +26,15 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # scheme://user:PASSWORD@host -> scheme://user:***@host
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)(?P<secret>[^@\s/]+)(?P<tail>@)")
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)(?P<secret>[^@\s/]+)(?P<tail>@)"
+)
 _SECRETS: set[str] = set()
 _MIN_SECRET = 4  # shorter strings would blank out ordinary words
 _HANDLER_MARK = "_automatrix_json"
@@ -54,8 +58,10 @@ def secrets_of(settings: Any) -> list[str]:
     """The API key, the webhook secret and the password of each store URL in `settings`."""
     from sqlalchemy.engine import make_url
 
-    found = [key.get_secret_value() if key else None
-             for key in (settings.api_key, getattr(settings, "mlflow_webhook_secret", None))]
+    found = [
+        key.get_secret_value() if key else None
+        for key in (settings.api_key, getattr(settings, "mlflow_webhook_secret", None))
+    ]
     for url in (settings.database_url, settings.optuna_storage, settings.mlflow_tracking_uri):
         try:
             found.append(make_url(url).password)  # type: ignore[arg-type]
@@ -92,7 +98,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                  + f".{int(record.msecs):03d}Z",
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -118,8 +124,9 @@ def configure_logging(settings: Any) -> None:
         if getattr(settings, "log_format", "json") == "json":
             handler.setFormatter(JsonFormatter())
         else:
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s "
-                                                   "[%(request_id)s] %(message)s"))
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+            )
         root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
@@ -147,7 +154,9 @@ class RequestId:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        given = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
+        )
         request_id = new_request_id(given)
         token = request_id_var.set(request_id)
         raw = request_id.encode()
@@ -158,8 +167,13 @@ class RequestId:
                 message["headers"] = [*message["headers"], (b"x-request-id", raw)]
                 status = message["status"]
                 if status >= 400:  # successes stay quiet: predict is the hot path
-                    self.log.log(logging.WARNING if status >= 500 else logging.INFO,
-                                 "%s %s -> %d", scope.get("method", "WS"), scope["path"], status)
+                    self.log.log(
+                        logging.WARNING if status >= 500 else logging.INFO,
+                        "%s %s -> %d",
+                        scope.get("method", "WS"),
+                        scope["path"],
+                        status,
+                    )
             await send(message)
 
         try:

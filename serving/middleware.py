@@ -16,15 +16,24 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any],
-                    extra: dict[str, str] | None = None) -> None:
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], extra: dict[str, str] | None = None
+) -> None:
     await send_raw_json(send, status, orjson.dumps(body), extra)
 
 
-async def send_raw_json(send: Send, status: int, payload: bytes, extra: dict[str, str] | None = None) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+async def send_raw_json(
+    send: Send, status: int, payload: bytes, extra: dict[str, str] | None = None
+) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
     if extra:
-        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+        headers += [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in extra.items()
+        ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
@@ -47,7 +56,9 @@ class BodySizeLimit:
             return
         await self._guarded(scope, receive, send, message)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, message: dict[str, Any]) -> None:
+    async def _guarded(
+        self, scope: Scope, receive: Receive, send: Send, message: dict[str, Any]
+    ) -> None:
         received = 0
         too_large = False
         started = False
@@ -95,12 +106,16 @@ class RequestTimer:
         self.app = app
         self.stats = stats
         self.duration = Histogram(
-            "automatrix_http_request_duration_seconds", "HTTP request latency",
-            ["method", "route"], registry=registry,
+            "automatrix_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10),
         )
         self.requests = Counter(
-            "automatrix_http_requests_total", "HTTP requests", ["method", "route", "status"],
+            "automatrix_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=registry,
         )
 

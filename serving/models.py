@@ -66,7 +66,9 @@ def load_checked(name: str, version: str, alias: str) -> LoadedModel:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
+            local = Path(
+                mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
+            )
             model = NeuroWeaverModel.load(_find(local, CONFIG_FILE), _find(local, WEIGHTS_FILE))
             example = _input_example(local)
         except ModelLoadError:
@@ -78,7 +80,9 @@ def load_checked(name: str, version: str, alias: str) -> LoadedModel:
     except ModelLoadError as exc:
         raise ModelLoadError(f"{name} version {version} failed its check: {exc}") from exc
     except Exception as exc:
-        raise ModelLoadError(f"{name} version {version} failed on its input example: {exc}") from exc
+        raise ModelLoadError(
+            f"{name} version {version} failed on its input example: {exc}"
+        ) from exc
     return LoadedModel(model, name, version, alias, time.time(), example)
 
 

@@ -204,10 +204,14 @@ def _connect_webhook(settings: Settings, secret: str, supervisor: Supervisor) ->
         wait_for(f"{mlflow_url}/health", 120, supervisor)
         ensure_webhook(mlflow_url, hook, secret)
     except Exception as exc:  # a missing webhook only makes reloads wait for the poll
-        print(f"[automatrix] MLflow webhook not registered ({exc}); the API polls the registry",
-              flush=True)
+        print(
+            f"[automatrix] MLflow webhook not registered ({exc}); the API polls the registry",
+            flush=True,
+        )
         return
-    print(f"[automatrix] MLflow tells the API when @{settings.model_alias} moves ({hook})", flush=True)
+    print(
+        f"[automatrix] MLflow tells the API when @{settings.model_alias} moves ({hook})", flush=True
+    )
 
 
 def _api_available() -> bool:

@@ -17,11 +17,13 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-EXPENSIVE = frozenset({
-    ("POST", "/api/v2/neuroweaver/train"),
-    ("POST", "/api/v2/relaycore/optimize"),
-    ("POST", "/api/v2/ai/autonomous-optimization"),
-})
+EXPENSIVE = frozenset(
+    {
+        ("POST", "/api/v2/neuroweaver/train"),
+        ("POST", "/api/v2/relaycore/optimize"),
+        ("POST", "/api/v2/ai/autonomous-optimization"),
+    }
+)
 MAX_CLIENTS = 10_000  # buckets kept; beyond that, the full (idle) ones are forgotten
 
 
@@ -34,7 +36,9 @@ class Bucket:
 class TokenBuckets:
     """`take(key)` -> 0 when a call may go now, else the seconds until it may."""
 
-    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst)
         self.clock = clock
@@ -56,8 +60,11 @@ class TokenBuckets:
     def _make_room(self, now: float) -> None:
         if len(self.buckets) < MAX_CLIENTS:
             return
-        full = [k for k, b in self.buckets.items()
-                if b.tokens + (now - b.updated) * self.rate >= self.burst]
+        full = [
+            k
+            for k, b in self.buckets.items()
+            if b.tokens + (now - b.updated) * self.rate >= self.burst
+        ]
         for key in full or list(self.buckets)[: MAX_CLIENTS // 10]:
             del self.buckets[key]
 
@@ -65,8 +72,13 @@ class TokenBuckets:
 class RateLimit:
     """Pure ASGI middleware: 429 with Retry-After on an expensive endpoint over its rate."""
 
-    def __init__(self, app: ASGIApp, per_minute: float, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        per_minute: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.app = app
         self.buckets = TokenBuckets(per_minute, burst, clock)
 
@@ -85,9 +97,17 @@ async def _too_many(send: Send, retry_after: str) -> None:
     import orjson
 
     body = orjson.dumps({"detail": f"too many requests to this endpoint; retry in {retry_after} s"})
-    await send({"type": "http.response.start", "status": 429, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"retry-after", retry_after.encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", retry_after.encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -96,7 +116,10 @@ def document(schema: dict[str, Any]) -> None:
     for method, path in EXPENSIVE:
         operation = schema.get("paths", {}).get(path, {}).get(method.lower())
         if operation is not None:
-            operation.setdefault("responses", {}).setdefault("429", {
-                "description": "over the rate limit; Retry-After says when to try again",
-                "headers": {"Retry-After": {"schema": {"type": "integer"}}}})
-
+            operation.setdefault("responses", {}).setdefault(
+                "429",
+                {
+                    "description": "over the rate limit; Retry-After says when to try again",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                },
+            )

@@ -9,8 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitoring.samples import BOUNDS
 
-EXAMPLE_SAMPLE: dict[str, Any] = {"cpu_usage": 85.0, "memory_usage": 70.0, "network_latency": 200.0,
-                  "error_rate": 3.0, "request_count": 2000.0}
+EXAMPLE_SAMPLE: dict[str, Any] = {
+    "cpu_usage": 85.0,
+    "memory_usage": 70.0,
+    "network_latency": 200.0,
+    "error_rate": 3.0,
+    "request_count": 2000.0,
+}
 
 
 def _metric(name: str, description: str) -> Any:
@@ -62,11 +67,14 @@ class LabelledRow(PredictionInstance):
 class TrainingRequest(BaseModel):
     """Search settings, and optionally the labelled rows to train on instead of the store."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"trials": 5, "timeout_s": 120, "max_epochs": 10}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"trials": 5, "timeout_s": 120, "max_epochs": 10}]},
+    )
 
-    data: list[LabelledRow] | None = Field(default=None, min_length=50,
-                                           description="labelled rows; at least 50")
+    data: list[LabelledRow] | None = Field(
+        default=None, min_length=50, description="labelled rows; at least 50"
+    )
     trials: int = Field(default=20, ge=1, le=1000)
     timeout_s: float = Field(default=480.0, gt=0, le=86_400)
     window_days: float = Field(default=7.0, gt=0, le=365)
@@ -78,7 +86,9 @@ class TrainingAccepted(BaseModel):
     flow_run_name: str | None
     state: str | None
     prefect_ui_url: str
-    deployment: str | None = Field(description="the deployment that runs it, or null when run in this process")
+    deployment: str | None = Field(
+        description="the deployment that runs it, or null when run in this process"
+    )
 
 
 class TrainingRunInfo(BaseModel):
@@ -139,8 +149,21 @@ class WebhookAnswer(BaseModel):
 class MetricsPush(BaseModel):
     """Samples to store; each is checked on its own and a bad one never blocks the rest."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"samples": [
-        {"service": "checkout", "timestamp": "2025-01-01T12:00:00Z", **EXAMPLE_SAMPLE}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "samples": [
+                        {
+                            "service": "checkout",
+                            "timestamp": "2025-01-01T12:00:00Z",
+                            **EXAMPLE_SAMPLE,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
 
     samples: list[dict[str, Any]] = Field(description="service, timestamp and the five metrics")
 

@@ -25,7 +25,9 @@ SIGNED_PATHS = frozenset({WEBHOOK_PATH})
 
 async def require_api_key(
     connection: HTTPConnection,
-    x_api_key: Annotated[str | None, Header(description="the API_KEY, on mutating requests when one is set")] = None,
+    x_api_key: Annotated[
+        str | None, Header(description="the API_KEY, on mutating requests when one is set")
+    ] = None,
     authorization: Annotated[str | None, Header(description="or `Bearer <API_KEY>`")] = None,
 ) -> None:
     """401 unless the request only reads, no key is configured, or the key matches in constant time.
@@ -40,8 +42,9 @@ async def require_api_key(
         raise HTTPException(401, problem, headers=CHALLENGE)
 
 
-def key_problem(method: str | None, expected: SecretStr | None, x_api_key: str | None,
-                authorization: str | None) -> str | None:
+def key_problem(
+    method: str | None, expected: SecretStr | None, x_api_key: str | None, authorization: str | None
+) -> str | None:
     """Why the request is refused, or None when it may go on."""
     if method not in MUTATING or expected is None or not expected.get_secret_value():
         return None

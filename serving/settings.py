@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     @classmethod
     def _parsable_tracking_uri(cls, value: str) -> str:
         if "://" not in value and not value.startswith(("/", ".")):
-            raise ValueError("expected a URI such as sqlite:///mlruns/mlflow.db or http://host:5000")
+            raise ValueError(
+                "expected a URI such as sqlite:///mlruns/mlflow.db or http://host:5000"
+            )
         return value
 
     @field_validator("cors_origins", mode="before")

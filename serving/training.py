@@ -62,8 +62,14 @@ async def _via_deployment(client: Any, parameters: dict[str, Any]) -> StartedRun
     """A worker serving the deployment picks the run up, as if started from the Prefect UI."""
     from prefect.deployments.flow_runs import arun_deployment
 
-    run = await arun_deployment(DEPLOYMENT, client=client, parameters=parameters, timeout=0,
-                               as_subflow=False, tags=run_tags())
+    run = await arun_deployment(
+        DEPLOYMENT,
+        client=client,
+        parameters=parameters,
+        timeout=0,
+        as_subflow=False,
+        tags=run_tags(),
+    )
     return StartedRun(str(run.id), run.name, run.state_name, DEPLOYMENT)
 
 
@@ -73,8 +79,9 @@ async def _in_background(client: Any, parameters: dict[str, Any]) -> StartedRun:
 
     run = await client.create_flow_run(train_flow, parameters=parameters, tags=run_tags())
     context = contextvars.copy_context()  # carries Prefect's settings (the API URL) along
-    thread = threading.Thread(target=context.run, args=(_run_flow, run, parameters),
-                              name=f"train-{run.id}", daemon=True)
+    thread = threading.Thread(
+        target=context.run, args=(_run_flow, run, parameters), name=f"train-{run.id}", daemon=True
+    )
     thread.start()
     return StartedRun(str(run.id), run.name, run.state_name, None)
 

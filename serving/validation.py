@@ -43,14 +43,16 @@ def parse_prediction(body: bytes, max_rows: int) -> Parsed:
     except orjson.JSONDecodeError as exc:
         raise InputError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise InputError("expected one sample object or {\"instances\": [...]}")
+        raise InputError('expected one sample object or {"instances": [...]}')
     if "instances" not in data:
         return Parsed(_matrix([data], single=True), False, _keys([data]))
     instances = data["instances"]
     if not isinstance(instances, list) or not instances:
         raise InputError("instances must be a non-empty list of samples")
     if len(instances) > max_rows:
-        raise InputError(f"{len(instances)} instances exceed the limit of {max_rows} per request", 413)
+        raise InputError(
+            f"{len(instances)} instances exceed the limit of {max_rows} per request", 413
+        )
     return Parsed(_matrix(instances, single=False), True, _keys(instances))
 
 

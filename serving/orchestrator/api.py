@@ -73,8 +73,11 @@ router = APIRouter(prefix=PREFIX, tags=["ai-orchestrator"], lifespan=lifespan)
 def _component(state: AppState) -> dict[str, Any]:
     with Session(state.engine()) as session:
         open_ = session.scalar(select(func.count()).where(AnomalyRow.state == OPEN))
-    return {"status": "up", "healing_mode": str(get_orchestrator_settings().healing_mode),
-            "open_anomalies": int(open_ or 0)}
+    return {
+        "status": "up",
+        "healing_mode": str(get_orchestrator_settings().healing_mode),
+        "open_anomalies": int(open_ or 0),
+    }
 
 
 async def _stream_anomalies(state: AppState) -> None:
@@ -89,8 +92,9 @@ def _publish_new(state: AppState, last: int | None) -> int:
     with Session(state.engine()) as session:
         if last is None:  # start from now: what was stored before is history, not news
             return int(session.scalar(select(func.max(AnomalyRow.id))) or 0)
-        rows = session.scalars(select(AnomalyRow).where(AnomalyRow.id > last)
-                               .order_by(AnomalyRow.id)).all()
+        rows = session.scalars(
+            select(AnomalyRow).where(AnomalyRow.id > last).order_by(AnomalyRow.id)
+        ).all()
     for row in rows:
         state.hub.publish("anomaly", orchestrator.describe_anomaly(row))
     return rows[-1].id if rows else last
@@ -105,8 +109,12 @@ def _require_service(engine: Engine, service: str) -> None:
 async def anomalies(
     engine: EngineDep,
     service: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    start: Annotated[datetime | None, Query(description="ISO 8601; anomalies ending after it")] = None,
-    end: Annotated[datetime | None, Query(description="ISO 8601; anomalies starting before it")] = None,
+    start: Annotated[
+        datetime | None, Query(description="ISO 8601; anomalies ending after it")
+    ] = None,
+    end: Annotated[
+        datetime | None, Query(description="ISO 8601; anomalies starting before it")
+    ] = None,
     min_severity: Annotated[Severity, Query()] = "low",
     state: Annotated[Literal["open", "closed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
@@ -114,7 +122,9 @@ async def anomalies(
     """Detected anomalies, newest first, filtered by service, time range and severity."""
     start, end = views.aware(start), views.aware(end)
     if start is not None and end is not None and start >= end:
-        raise HTTPException(422, f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+        raise HTTPException(
+            422, f"start ({start.isoformat()}) must be before end ({end.isoformat()})"
+        )
     where = AnomalyFilter(service, start, end, severity_floor(min_severity), state, limit)
 
     def find() -> list[AnomalyRow]:
@@ -126,15 +136,19 @@ async def anomalies(
     return AnomalyList(count=len(rows), anomalies=[views.anomaly(r) for r in rows])
 
 
-@router.get("/predictive/capacity", response_model=CapacityForecastResponse,
-            responses={**_404, 409: {"description": "too little history to forecast"}})
+@router.get(
+    "/predictive/capacity",
+    response_model=CapacityForecastResponse,
+    responses={**_404, 409: {"description": "too little history to forecast"}},
+)
 async def capacity(
     engine: EngineDep,
     service: Annotated[str, Query(min_length=1, max_length=200)],
     metric: Annotated[Metric, Query()] = "cpu_usage",
     horizon: Annotated[int, Query(ge=5, le=10_080, description="minutes ahead")] = 60,
-    threshold: Annotated[float | None, Query(allow_inf_nan=False,
-                                             description="capacity limit; a default per metric")] = None,
+    threshold: Annotated[
+        float | None, Query(allow_inf_nan=False, description="capacity limit; a default per metric")
+    ] = None,
 ) -> CapacityForecastResponse:
     """A forecast with 80% and 95% intervals, and when it crosses the capacity threshold."""
     limit = threshold if threshold is not None else THRESHOLDS[metric]
@@ -142,8 +156,9 @@ async def capacity(
     return views.capacity(service, found, horizon)
 
 
-def _forecast(engine: Engine, service: str, metric: str, horizon: int,
-              threshold: float | None) -> CapacityForecast:
+def _forecast(
+    engine: Engine, service: str, metric: str, horizon: int, threshold: float | None
+) -> CapacityForecast:
     _require_service(engine, service)
     with Session(engine) as session:
         since = utcnow() - timedelta(days=8)
@@ -157,8 +172,11 @@ def _forecast(engine: Engine, service: str, metric: str, horizon: int,
 
 
 @router.get("/insights/{service_name}", response_model=ServiceInsights, responses=_404)
-async def insights(state: StateDep, engine: EngineDep,
-                   service_name: Annotated[str, Path(min_length=1, max_length=200)]) -> ServiceInsights:
+async def insights(
+    state: StateDep,
+    engine: EngineDep,
+    service_name: Annotated[str, Path(min_length=1, max_length=200)],
+) -> ServiceInsights:
     """One service: health now and predicted score, failure risk, open anomalies, capacity
     forecast, scaling recommendation with reasons, and recent actions."""
     return await run_in_threadpool(_insights, state, engine, service_name)
@@ -169,7 +187,9 @@ def _insights(state: AppState, engine: Engine, service: str) -> ServiceInsights:
     loaded = state.holder.current
     predictor = loaded.model.predict if loaded is not None else None
     now = utcnow()
-    found = orchestrator.assess_service(engine, service, now, predictor, get_orchestrator_settings())
+    found = orchestrator.assess_service(
+        engine, service, now, predictor, get_orchestrator_settings()
+    )
     open_rows = find_anomalies(engine, AnomalyFilter(service=service, state=OPEN))
     recent = SqlActionRepository(engine).list(service=service, limit=20)
     return views.insights(found, open_rows, recent, loaded.version if loaded else None)
@@ -177,7 +197,9 @@ def _insights(state: AppState, engine: Engine, service: str) -> ServiceInsights:
 
 @router.post("/autonomous-optimization", response_model=OptimizationResponse)
 async def autonomous_optimization(
-    request: Request, state: StateDep, engine: EngineDep,
+    request: Request,
+    state: StateDep,
+    engine: EngineDep,
     body: Annotated[OptimizationRequest | None, Body()] = None,
 ) -> OptimizationResponse:
     """Run the orchestrator's decisions now: a dry run unless `{"mode": ...}` says otherwise."""
@@ -192,20 +214,28 @@ def _context(request: Request, state: AppState, engine: Engine) -> orchestrator.
     settings = get_orchestrator_settings()
     loaded = state.holder.current
     return orchestrator.OrchestratorContext(
-        engine=engine, settings=settings,
+        engine=engine,
+        settings=settings,
         predictor=loaded.model.predict if loaded is not None else None,
         endpoints=relay_endpoints(relay),
         executors=api_executors(state, relay, asyncio.get_running_loop(), settings),
     )
 
 
-def _run(context: orchestrator.OrchestratorContext, state: AppState,
-         mode: Mode) -> orchestrator.CycleReport:
+def _run(
+    context: orchestrator.OrchestratorContext, state: AppState, mode: Mode
+) -> orchestrator.CycleReport:
     loaded = state.holder.current
     if loaded is not None:
         with contextlib.suppress(Exception):  # no baseline or registry down: no rollback decision
-            context.model = model_health(context.engine, loaded.model.predict, loaded.name,
-                                         loaded.version, loaded.alias, utcnow())
+            context.model = model_health(
+                context.engine,
+                loaded.model.predict,
+                loaded.name,
+                loaded.version,
+                loaded.alias,
+                utcnow(),
+            )
     return orchestrator.run_cycle(context, mode=mode, started_by="api")
 
 
@@ -218,15 +248,23 @@ async def actions(
 ) -> ActionList:
     """Every healing action: who started it, why, its result and how to undo it."""
     found = await run_in_threadpool(
-        SqlActionRepository(engine).list, service, None, None, state, limit)
+        SqlActionRepository(engine).list, service, None, None, state, limit
+    )
     return ActionList(count=len(found), actions=[views.action(a) for a in found])
 
 
-@router.post("/actions/{action_id}/approve", response_model=HealingActionInfo,
-             responses={**_404, 409: {"description": "the action is not pending"}})
-async def approve(request: Request, state: StateDep, engine: EngineDep,
-                  action_id: Annotated[str, Path(min_length=1, max_length=64)],
-                  body: Annotated[ApprovalRequest | None, Body()] = None) -> HealingActionInfo:
+@router.post(
+    "/actions/{action_id}/approve",
+    response_model=HealingActionInfo,
+    responses={**_404, 409: {"description": "the action is not pending"}},
+)
+async def approve(
+    request: Request,
+    state: StateDep,
+    engine: EngineDep,
+    action_id: Annotated[str, Path(min_length=1, max_length=64)],
+    body: Annotated[ApprovalRequest | None, Body()] = None,
+) -> HealingActionInfo:
     """Execute a pending action (confirm mode) now."""
     by = (body or ApprovalRequest()).by
     healing = _context(request, state, engine).healing()
@@ -234,11 +272,18 @@ async def approve(request: Request, state: StateDep, engine: EngineDep,
     return views.action(done)
 
 
-@router.post("/actions/{action_id}/rollback", response_model=HealingActionInfo,
-             responses={**_404, 409: {"description": "not succeeded, or cannot be undone"}})
-async def rollback(request: Request, state: StateDep, engine: EngineDep,
-                   action_id: Annotated[str, Path(min_length=1, max_length=64)],
-                   body: Annotated[ApprovalRequest | None, Body()] = None) -> HealingActionInfo:
+@router.post(
+    "/actions/{action_id}/rollback",
+    response_model=HealingActionInfo,
+    responses={**_404, 409: {"description": "not succeeded, or cannot be undone"}},
+)
+async def rollback(
+    request: Request,
+    state: StateDep,
+    engine: EngineDep,
+    action_id: Annotated[str, Path(min_length=1, max_length=64)],
+    body: Annotated[ApprovalRequest | None, Body()] = None,
+) -> HealingActionInfo:
     """Undo a succeeded action; answers with the undoing action."""
     by = (body or ApprovalRequest()).by
     healing = _context(request, state, engine).healing()
@@ -253,4 +298,3 @@ def _act(call: Any, engine: Engine, action_id: str) -> Action:
         return call()  # type: ignore[no-any-return]
     except ActionError as exc:
         raise HTTPException(409, str(exc)) from None
-

@@ -35,8 +35,11 @@ def relay_drain(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor:
             endpoint = on_loop(loop, lambda: relay.router.remove(name))
         except Exception as exc:  # UnknownEndpoint and the like: a result, not a crash
             return ActionResult(False, f"RelayCore refused: {exc}")
-        found = {"url": endpoint.url, "service": endpoint.service,
-                 "max_concurrency": endpoint.max_concurrency}
+        found = {
+            "url": endpoint.url,
+            "service": endpoint.service,
+            "max_concurrency": endpoint.max_concurrency,
+        }
         return ActionResult(True, f"drained {name} from RelayCore", endpoint_data(found))
 
     return drain
@@ -64,8 +67,11 @@ def relay_endpoints(relay: RelayCore | None) -> Callable[[str, float], list[Endp
     def endpoints(service: str, anomaly_score: float) -> list[EndpointHealth]:
         if relay is None:
             return []
-        return [EndpointHealth(e.name, e.error_rate, False, anomaly_score)
-                for e in relay.router.status().endpoints if e.service == service]
+        return [
+            EndpointHealth(e.name, e.error_rate, False, anomaly_score)
+            for e in relay.router.status().endpoints
+            if e.service == service
+        ]
 
     return endpoints
 
@@ -85,8 +91,12 @@ def rollback_and_reload(state: AppState) -> Executor:
     return run
 
 
-def api_executors(state: AppState, relay: RelayCore | None, loop: asyncio.AbstractEventLoop,
-                  settings: OrchestratorSettings) -> dict[ActionKind, Executor]:
+def api_executors(
+    state: AppState,
+    relay: RelayCore | None,
+    loop: asyncio.AbstractEventLoop,
+    settings: OrchestratorSettings,
+) -> dict[ActionKind, Executor]:
     found = base_executors(settings)
     found[ActionKind.ROLLBACK_CHAMPION] = rollback_and_reload(state)
     if relay is not None:

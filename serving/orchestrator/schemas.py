@@ -105,7 +105,9 @@ class ServiceInsights(BaseModel):
     enough_history: bool
     problems: list[str] = Field(description="what could not be computed, and why")
     health: dict[str, float] = Field(description="the metrics now (mean of the last minutes)")
-    predicted_score: float | None = Field(description="NeuroWeaver's score now; null without a model")
+    predicted_score: float | None = Field(
+        description="NeuroWeaver's score now; null without a model"
+    )
     model_version: str | None
     failure_risk: FailureRiskInfo | None
     open_anomalies: list[AnomalyInfo]
@@ -132,7 +134,9 @@ class OptimizationResponse(BaseModel):
     mode: str
     new_anomalies: list[AnomalyInfo]
     services: list[ServiceDecision]
-    actions: list[HealingActionInfo] = Field(description="what was decided, with its cause and state")
+    actions: list[HealingActionInfo] = Field(
+        description="what was decided, with its cause and state"
+    )
 
 
 class ApprovalRequest(BaseModel):

@@ -35,8 +35,13 @@ log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Builds RelayCore from the settings after the app's own start, and stops it first."""
     state: AppState = app.state.automatrix
-    relay = RelayCore(state.settings, get_relaycore_settings(), state.hub, state.engine,
-                      lambda: state.holder.current)
+    relay = RelayCore(
+        state.settings,
+        get_relaycore_settings(),
+        state.hub,
+        state.engine,
+        lambda: state.holder.current,
+    )
     app.state.relaycore = relay
     state.register_component("relaycore", relay.component)
     relay.start_background()
@@ -67,7 +72,9 @@ def routing_error(exc: RoutingError | InvalidEndpoint) -> HTTPException:
     if status == 429 and retry_after is None:
         retry_after = 1.0
     headers = None if retry_after is None else {"Retry-After": str(max(math.ceil(retry_after), 1))}
-    return HTTPException(status, {"message": message, "reason": type(exc).__name__}, headers=headers)
+    return HTTPException(
+        status, {"message": message, "reason": type(exc).__name__}, headers=headers
+    )
 
 
 @router.post("/start")
@@ -84,35 +91,60 @@ async def stop(relay: RelayDep) -> dict[str, Any]:
     return {"running": False}
 
 
-@router.post("/message", response_model=RelayMessageResponse, status_code=200,
-             responses={202: {"model": RelayMessageAccepted}, 429: {}, 502: {}, 503: {}, 504: {}})
+@router.post(
+    "/message",
+    response_model=RelayMessageResponse,
+    status_code=200,
+    responses={202: {"model": RelayMessageAccepted}, 429: {}, 502: {}, 503: {}, 504: {}},
+)
 async def message(body: RelayMessageRequest, relay: RelayDep) -> Any:
     """Forward a message now, or with "async": true store it and answer 202 with its id."""
     if not relay.router.running:
-        raise HTTPException(503, {"message": "routing is stopped; POST /api/v2/relaycore/start "
-                                  "resumes it", "reason": "RouterStopped"})
+        raise HTTPException(
+            503,
+            {
+                "message": "routing is stopped; POST /api/v2/relaycore/start resumes it",
+                "reason": "RouterStopped",
+            },
+        )
     deadline_s = None if body.deadline_ms is None else body.deadline_ms / 1000.0
     if body.async_:
         return await _enqueue(relay, body, deadline_s)
     try:
-        result = await relay.router.send(body.payload, priority=body.priority, deadline_s=deadline_s,
-                                         service=body.service)
+        result = await relay.router.send(
+            body.payload, priority=body.priority, deadline_s=deadline_s, service=body.service
+        )
     except RoutingError as exc:
         raise routing_error(exc) from None
-    return RelayMessageResponse(endpoint=result.endpoint, status=result.status, body=result.body,
-                                latency_ms=result.latency_ms, attempts=result.attempts)
+    return RelayMessageResponse(
+        endpoint=result.endpoint,
+        status=result.status,
+        body=result.body,
+        latency_ms=result.latency_ms,
+        attempts=result.attempts,
+    )
 
 
-async def _enqueue(relay: RelayCore, body: RelayMessageRequest, deadline_s: float | None) -> JSONResponse:
+async def _enqueue(
+    relay: RelayCore, body: RelayMessageRequest, deadline_s: float | None
+) -> JSONResponse:
     message_id = await asyncio.to_thread(
-        durable.enqueue, relay.engine(), body.payload, priority=body.priority,
-        max_attempts=relay.settings.delivery_attempts, service=body.service, deadline_s=deadline_s)
+        durable.enqueue,
+        relay.engine(),
+        body.payload,
+        priority=body.priority,
+        max_attempts=relay.settings.delivery_attempts,
+        service=body.service,
+        deadline_s=deadline_s,
+    )
     relay.delivery.wake()
     log.info("async message %s queued", message_id)  # ties the message to this request's id
-    accepted = RelayMessageAccepted(id=message_id, state=durable.QUEUED,
-                                    status_url=f"{PREFIX}/messages/{message_id}")
-    return JSONResponse(accepted.model_dump(), status_code=202,
-                        headers={"Location": accepted.status_url})
+    accepted = RelayMessageAccepted(
+        id=message_id, state=durable.QUEUED, status_url=f"{PREFIX}/messages/{message_id}"
+    )
+    return JSONResponse(
+        accepted.model_dump(), status_code=202, headers={"Location": accepted.status_url}
+    )
 
 
 @router.get("/messages/{message_id}")
@@ -159,8 +191,9 @@ async def remove_endpoint(name: str, relay: RelayDep) -> RelayEndpointInfo:
 
 
 @router.delete("/endpoints", response_model=RelayEndpointInfo)
-async def remove_endpoint_by_query(relay: RelayDep,
-                                   name: Annotated[str, Query(min_length=1)]) -> RelayEndpointInfo:
+async def remove_endpoint_by_query(
+    relay: RelayDep, name: Annotated[str, Query(min_length=1)]
+) -> RelayEndpointInfo:
     """The same, with ?name=."""
     return await _remove(relay, name)
 
@@ -173,8 +206,12 @@ async def _remove(relay: RelayCore, name: str) -> RelayEndpointInfo:
 
 
 def _info(endpoint: Any) -> RelayEndpointInfo:
-    return RelayEndpointInfo(name=endpoint.name, url=endpoint.url, service=endpoint.service,
-                             max_concurrency=endpoint.max_concurrency)
+    return RelayEndpointInfo(
+        name=endpoint.name,
+        url=endpoint.url,
+        service=endpoint.service,
+        max_concurrency=endpoint.max_concurrency,
+    )
 
 
 @router.put("/policy")
@@ -194,8 +231,13 @@ async def optimize(relay: RelayDep, body: RelayOptimizeRequest | None = None) ->
         current = relay.adaptive_params
         try:
             found = await asyncio.to_thread(
-                tuning.optimize, relay.router.observations(), current, trials=body.trials,
-                timeout_s=body.timeout_s, storage=relay.optuna_storage)
+                tuning.optimize,
+                relay.router.observations(),
+                current,
+                trials=body.trials,
+                timeout_s=body.timeout_s,
+                storage=relay.optuna_storage,
+            )
         except tuning.NothingToReplay as exc:
             raise HTTPException(409, f"nothing to replay: {exc}") from None
     best = found.pop("best_params")

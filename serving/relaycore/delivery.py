@@ -50,8 +50,13 @@ def backoff_s(attempts: int, config: DeliveryConfig, rng: random.Random) -> floa
 class DeliveryWorker:
     """Delivers the store's due messages through the router while routing runs."""
 
-    def __init__(self, router: Router, engine: Callable[[], Engine], config: DeliveryConfig,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        engine: Callable[[], Engine],
+        config: DeliveryConfig,
+        rng: random.Random | None = None,
+    ) -> None:
         self.router = router
         self._engine = engine
         self.config = config
@@ -105,8 +110,9 @@ class DeliveryWorker:
         if not self.router.running or free <= 0 or not self.router.endpoints():
             return False
         try:
-            claimed = await asyncio.to_thread(durable.claim, self._engine(), free,
-                                              self.config.lease_s)
+            claimed = await asyncio.to_thread(
+                durable.claim, self._engine(), free, self.config.lease_s
+            )
             self.problem = None
         except Exception as exc:  # the store is down: keep the worker alive and try again later
             self.problem = f"cannot claim messages: {type(exc).__name__}: {exc}"[:300]
@@ -131,19 +137,26 @@ class DeliveryWorker:
         engine = self._engine()
         now = durable.now_utc()
         if message.expires_at is not None and message.expires_at <= now:
-            await asyncio.to_thread(durable.mark_failed, engine, message,
-                                    "its deadline passed before it could be delivered")
+            await asyncio.to_thread(
+                durable.mark_failed,
+                engine,
+                message,
+                "its deadline passed before it could be delivered",
+            )
             return
         try:
-            result = await self.router.send(Envelope(message.payload, {"Idempotency-Key": message.id}),
-                                            priority=message.priority,
-                                            deadline_s=self._deadline_s(message),
-                                            service=message.service)
+            result = await self.router.send(
+                Envelope(message.payload, {"Idempotency-Key": message.id}),
+                priority=message.priority,
+                deadline_s=self._deadline_s(message),
+                service=message.service,
+            )
         except asyncio.CancelledError:
             # Shutting down: hand it back now rather than after the lease (it may arrive twice).
             with contextlib.suppress(Exception):
-                durable.retry_later(engine, message, "the API stopped while delivering it", 0.0,
-                                    counted=False)
+                durable.retry_later(
+                    engine, message, "the API stopped while delivering it", 0.0, counted=False
+                )
             raise
         except NoEndpointForService as exc:
             # Not a passing refusal: counted, so that the message fails (with this reason)
@@ -151,8 +164,9 @@ class DeliveryWorker:
             await self._failed_attempt(engine, message, exc.message)
         except NOT_SENT as exc:
             delay = exc.retry_after or backoff_s(1, self.config, self._rng)
-            await asyncio.to_thread(durable.retry_later, engine, message, exc.message, delay,
-                                    counted=False)
+            await asyncio.to_thread(
+                durable.retry_later, engine, message, exc.message, delay, counted=False
+            )
         except RoutingError as exc:
             await self._failed_attempt(engine, message, f"{type(exc).__name__}: {exc.message}")
         except Exception as exc:
@@ -167,21 +181,34 @@ class DeliveryWorker:
             return limit
         return max(min(limit, (message.expires_at - durable.now_utc()).total_seconds()), 0.001)
 
-    async def _answered(self, engine: Engine, message: durable.Claimed, result: RouteResult) -> None:
+    async def _answered(
+        self, engine: Engine, message: durable.Claimed, result: RouteResult
+    ) -> None:
         if result.status < 400:
-            await asyncio.to_thread(durable.mark_delivered, engine, message, result.endpoint,
-                                    result.status)
+            await asyncio.to_thread(
+                durable.mark_delivered, engine, message, result.endpoint, result.status
+            )
             self.delivered += 1
             return
         # A 4xx is the receiver refusing this message for good: retrying cannot help.
         reason = f"endpoint {result.endpoint!r} refused it with status {result.status}"
-        await asyncio.to_thread(durable.mark_failed, engine, message, reason,
-                                endpoint=result.endpoint, status=result.status)
+        await asyncio.to_thread(
+            durable.mark_failed,
+            engine,
+            message,
+            reason,
+            endpoint=result.endpoint,
+            status=result.status,
+        )
 
     async def _failed_attempt(self, engine: Engine, message: durable.Claimed, reason: str) -> None:
         if message.attempts >= message.max_attempts:
-            await asyncio.to_thread(durable.mark_failed, engine, message,
-                                    f"gave up after {message.attempts} attempts; last: {reason}")
+            await asyncio.to_thread(
+                durable.mark_failed,
+                engine,
+                message,
+                f"gave up after {message.attempts} attempts; last: {reason}",
+            )
             return
         delay = backoff_s(message.attempts, self.config, self._rng)
         await asyncio.to_thread(durable.retry_later, engine, message, reason, delay)

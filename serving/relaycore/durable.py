@@ -76,10 +76,16 @@ class RelayEndpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-def save_endpoint(engine: Engine, name: str, url: str, service: str | None,
-                  max_concurrency: int) -> None:
-    row = {"name": name, "url": url, "service": service, "max_concurrency": max_concurrency,
-           "created_at": now_utc()}
+def save_endpoint(
+    engine: Engine, name: str, url: str, service: str | None, max_concurrency: int
+) -> None:
+    row = {
+        "name": name,
+        "url": url,
+        "service": service,
+        "max_concurrency": max_concurrency,
+        "created_at": now_utc(),
+    }
     with engine.begin() as connection:
         connection.execute(delete(RelayEndpointRow).where(RelayEndpointRow.name == name))
         connection.execute(insert(RelayEndpointRow), [row])
@@ -102,8 +108,9 @@ def purge(engine: Engine, older_than: datetime) -> int:
     """Deletes delivered and failed messages last updated before `older_than`; returns how many."""
     m = RelayMessage
     with engine.begin() as connection:
-        found = connection.execute(delete(m).where(m.state.in_((DELIVERED, FAILED)),
-                                                   m.updated_at < older_than))
+        found = connection.execute(
+            delete(m).where(m.state.in_((DELIVERED, FAILED)), m.updated_at < older_than)
+        )
         return int(found.rowcount or 0)
 
 
@@ -125,15 +132,31 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def enqueue(engine: Engine, payload: Any, *, priority: int, max_attempts: int,
-            service: str | None = None, deadline_s: float | None = None) -> str:
+def enqueue(
+    engine: Engine,
+    payload: Any,
+    *,
+    priority: int,
+    max_attempts: int,
+    service: str | None = None,
+    deadline_s: float | None = None,
+) -> str:
     """Stores a new queued message and returns its id (also its Idempotency-Key)."""
     now = now_utc()
     message_id = uuid.uuid4().hex
-    row = {"id": message_id, "state": QUEUED, "priority": priority, "service": service,
-           "payload": payload, "attempts": 0, "max_attempts": max_attempts,
-           "next_attempt_at": now, "created_at": now, "updated_at": now,
-           "expires_at": None if deadline_s is None else now + timedelta(seconds=deadline_s)}
+    row = {
+        "id": message_id,
+        "state": QUEUED,
+        "priority": priority,
+        "service": service,
+        "payload": payload,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": None if deadline_s is None else now + timedelta(seconds=deadline_s),
+    }
     with engine.begin() as connection:
         connection.execute(insert(RelayMessage), [row])
     return message_id
@@ -148,8 +171,10 @@ def get(engine: Engine, message_id: str) -> RelayMessage | None:
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
     m = RelayMessage
-    return or_(and_(m.state == QUEUED, m.next_attempt_at <= now),
-               and_(m.state == IN_FLIGHT, m.lease_until <= now))
+    return or_(
+        and_(m.state == QUEUED, m.next_attempt_at <= now),
+        and_(m.state == IN_FLIGHT, m.lease_until <= now),
+    )
 
 
 def claim(engine: Engine, limit: int, lease_s: float, now: datetime | None = None) -> list[Claimed]:
@@ -174,17 +199,40 @@ def claim(engine: Engine, limit: int, lease_s: float, now: datetime | None = Non
         return _take(connection, target, token, now + timedelta(seconds=lease_s), now)
 
 
-def _take(connection: Connection, target: ColumnElement[bool], token: str, lease_until: datetime,
-          now: datetime) -> list[Claimed]:
+def _take(
+    connection: Connection,
+    target: ColumnElement[bool],
+    token: str,
+    lease_until: datetime,
+    now: datetime,
+) -> list[Claimed]:
     m = RelayMessage
-    statement = (update(m).where(target)
-                 .values(state=IN_FLIGHT, claim_token=token, lease_until=lease_until,
-                         attempts=m.attempts + 1, updated_at=now)
-                 .returning(m.id, m.payload, m.priority, m.attempts, m.max_attempts, m.expires_at,
-                            m.service))
+    statement = (
+        update(m)
+        .where(target)
+        .values(
+            state=IN_FLIGHT,
+            claim_token=token,
+            lease_until=lease_until,
+            attempts=m.attempts + 1,
+            updated_at=now,
+        )
+        .returning(m.id, m.payload, m.priority, m.attempts, m.max_attempts, m.expires_at, m.service)
+    )
     rows = connection.execute(statement).all()
-    claimed = [Claimed(r.id, token, r.payload, r.priority, r.attempts, r.max_attempts,
-                       _aware(r.expires_at), r.service) for r in rows]
+    claimed = [
+        Claimed(
+            r.id,
+            token,
+            r.payload,
+            r.priority,
+            r.attempts,
+            r.max_attempts,
+            _aware(r.expires_at),
+            r.service,
+        )
+        for r in rows
+    ]
     return sorted(claimed, key=lambda c: -c.priority)
 
 
@@ -195,29 +243,49 @@ def _aware(value: datetime | None) -> datetime | None:
 def _write(engine: Engine, claimed: Claimed, **values: Any) -> bool:
     """Applies `values` if this claim is still the current one; False when it was lost."""
     m = RelayMessage
-    statement = (update(m).where(m.id == claimed.id, m.claim_token == claimed.token,
-                                 m.state == IN_FLIGHT)
-                 .values(updated_at=now_utc(), lease_until=None, **values))
+    statement = (
+        update(m)
+        .where(m.id == claimed.id, m.claim_token == claimed.token, m.state == IN_FLIGHT)
+        .values(updated_at=now_utc(), lease_until=None, **values)
+    )
     with engine.begin() as connection:
         return connection.execute(statement).rowcount == 1
 
 
 def mark_delivered(engine: Engine, claimed: Claimed, endpoint: str, status: int) -> bool:
-    return _write(engine, claimed, state=DELIVERED, endpoint=endpoint, response_status=status,
-                  delivered_at=now_utc(), last_error=None)
+    return _write(
+        engine,
+        claimed,
+        state=DELIVERED,
+        endpoint=endpoint,
+        response_status=status,
+        delivered_at=now_utc(),
+        last_error=None,
+    )
 
 
-def mark_failed(engine: Engine, claimed: Claimed, reason: str, *, endpoint: str | None = None,
-                status: int | None = None) -> bool:
-    return _write(engine, claimed, state=FAILED, last_error=reason, endpoint=endpoint,
-                  response_status=status)
+def mark_failed(
+    engine: Engine,
+    claimed: Claimed,
+    reason: str,
+    *,
+    endpoint: str | None = None,
+    status: int | None = None,
+) -> bool:
+    return _write(
+        engine, claimed, state=FAILED, last_error=reason, endpoint=endpoint, response_status=status
+    )
 
 
-def retry_later(engine: Engine, claimed: Claimed, reason: str, delay_s: float, *,
-                counted: bool = True) -> bool:
+def retry_later(
+    engine: Engine, claimed: Claimed, reason: str, delay_s: float, *, counted: bool = True
+) -> bool:
     """Back to the queue after `delay_s`; an attempt that never reached an endpoint is not counted."""
-    values: dict[str, Any] = {"state": QUEUED, "last_error": reason,
-                              "next_attempt_at": now_utc() + timedelta(seconds=delay_s)}
+    values: dict[str, Any] = {
+        "state": QUEUED,
+        "last_error": reason,
+        "next_attempt_at": now_utc() + timedelta(seconds=delay_s),
+    }
     if not counted:
         values["attempts"] = RelayMessage.attempts - 1
     return _write(engine, claimed, **values)
@@ -237,13 +305,23 @@ def counts(engine: Engine) -> dict[str, int]:
 
 def describe(message: RelayMessage) -> dict[str, Any]:
     """The API's view of one message."""
+
     def iso(value: datetime | None) -> str | None:
         return None if value is None else _aware(value).isoformat()  # type: ignore[union-attr]
 
-    return {"id": message.id, "state": message.state, "priority": message.priority,
-            "service": message.service, "attempts": message.attempts,
-            "max_attempts": message.max_attempts, "last_error": message.last_error,
-            "endpoint": message.endpoint, "response_status": message.response_status,
-            "created_at": iso(message.created_at), "updated_at": iso(message.updated_at),
-            "next_attempt_at": iso(message.next_attempt_at) if message.state == QUEUED else None,
-            "delivered_at": iso(message.delivered_at), "expires_at": iso(message.expires_at)}
+    return {
+        "id": message.id,
+        "state": message.state,
+        "priority": message.priority,
+        "service": message.service,
+        "attempts": message.attempts,
+        "max_attempts": message.max_attempts,
+        "last_error": message.last_error,
+        "endpoint": message.endpoint,
+        "response_status": message.response_status,
+        "created_at": iso(message.created_at),
+        "updated_at": iso(message.updated_at),
+        "next_attempt_at": iso(message.next_attempt_at) if message.state == QUEUED else None,
+        "delivered_at": iso(message.delivered_at),
+        "expires_at": iso(message.expires_at),
+    }

@@ -26,11 +26,15 @@ class RelayMessageRequest(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     payload: dict[str, Any]
-    priority: int = Field(default=5, ge=PRIORITY_MIN, le=PRIORITY_MAX,
-                          description="0 least urgent .. 9 most urgent")
+    priority: int = Field(
+        default=5, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="0 least urgent .. 9 most urgent"
+    )
     service: str | None = Field(default=None, max_length=200)
-    async_: bool = Field(default=False, alias="async",
-                         description="store durably, answer 202 and deliver in the background")
+    async_: bool = Field(
+        default=False,
+        alias="async",
+        description="store durably, answer 202 and deliver in the background",
+    )
     deadline_ms: float | None = Field(default=None, gt=0, le=86_400_000)
 
     @field_validator("payload")

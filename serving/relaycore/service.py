@@ -31,29 +31,49 @@ log = logging.getLogger(__name__)
 class RelayCore:
     """The router, its transport and the durable delivery of one API process."""
 
-    def __init__(self, settings: Settings, relay: RelayCoreSettings, hub: EventHub,
-                 engine: Callable[[], Engine], model: Callable[[], Any] = lambda: None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        relay: RelayCoreSettings,
+        hub: EventHub,
+        engine: Callable[[], Engine],
+        model: Callable[[], Any] = lambda: None,
+    ) -> None:
         self.settings = relay
         self.hub = hub
         self._engine = engine
         self._model = model
-        self.transport = HttpTransport(connect_timeout_s=relay.connect_timeout_s,
-                                       read_timeout_s=relay.read_timeout_s,
-                                       max_response_bytes=relay.max_response_bytes,
-                                       max_connections=relay.max_connections)
-        config = RouterConfig(max_attempts=relay.max_attempts, attempt_timeout_s=relay.read_timeout_s,
-                              default_deadline_s=relay.deadline_s, queue_capacity=relay.queue_capacity,
-                              reserve_share=relay.reserve_share)
+        self.transport = HttpTransport(
+            connect_timeout_s=relay.connect_timeout_s,
+            read_timeout_s=relay.read_timeout_s,
+            max_response_bytes=relay.max_response_bytes,
+            max_connections=relay.max_connections,
+        )
+        config = RouterConfig(
+            max_attempts=relay.max_attempts,
+            attempt_timeout_s=relay.read_timeout_s,
+            default_deadline_s=relay.deadline_s,
+            queue_capacity=relay.queue_capacity,
+            reserve_share=relay.reserve_share,
+        )
         self.router = Router(self.transport, policy=settings.relaycore_policy, config=config)
         for name, url in settings.relaycore_endpoints.items():
             self.router.register(name, url, max_concurrency=relay.max_concurrency)
         self._restore_endpoints()
         self.router.add_listener(self._on_breaker)
-        self.delivery = DeliveryWorker(self.router, engine, DeliveryConfig(
-            lease_s=relay.lease_s, backoff_s=relay.delivery_backoff_s,
-            backoff_max_s=relay.delivery_backoff_max_s, concurrency=relay.delivery_concurrency,
-            poll_s=relay.delivery_poll_s, retention_s=relay.retention_hours * 3600.0,
-            purge_interval_s=relay.purge_interval_s))
+        self.delivery = DeliveryWorker(
+            self.router,
+            engine,
+            DeliveryConfig(
+                lease_s=relay.lease_s,
+                backoff_s=relay.delivery_backoff_s,
+                backoff_max_s=relay.delivery_backoff_max_s,
+                concurrency=relay.delivery_concurrency,
+                poll_s=relay.delivery_poll_s,
+                retention_s=relay.retention_hours * 3600.0,
+                purge_interval_s=relay.purge_interval_s,
+            ),
+        )
         self.adaptive_params = AdaptiveParams()
         self.optuna_storage: str | None = settings.optuna_storage
         self.optimizing = asyncio.Lock()
@@ -72,19 +92,31 @@ class RelayCore:
             return
         for row in saved:
             try:
-                self.router.register(row.name, row.url, service=row.service,
-                                     max_concurrency=row.max_concurrency)
+                self.router.register(
+                    row.name, row.url, service=row.service, max_concurrency=row.max_concurrency
+                )
             except Exception as exc:  # e.g. the same name now comes from RELAYCORE_ENDPOINTS
                 log.warning("stored endpoint %r not restored: %s", row.name, exc)
 
-    async def add_endpoint(self, name: str, url: str, service: str | None,
-                           max_concurrency: int | None) -> Endpoint:
+    async def add_endpoint(
+        self, name: str, url: str, service: str | None, max_concurrency: int | None
+    ) -> Endpoint:
         """Registers an endpoint and stores it, so that it survives a restart."""
-        endpoint = self.router.register(name, url, service=service,
-                                        max_concurrency=max_concurrency or self.settings.max_concurrency)
+        endpoint = self.router.register(
+            name,
+            url,
+            service=service,
+            max_concurrency=max_concurrency or self.settings.max_concurrency,
+        )
         try:
-            await asyncio.to_thread(durable.save_endpoint, self.engine(), endpoint.name,
-                                    endpoint.url, endpoint.service, endpoint.max_concurrency)
+            await asyncio.to_thread(
+                durable.save_endpoint,
+                self.engine(),
+                endpoint.name,
+                endpoint.url,
+                endpoint.service,
+                endpoint.max_concurrency,
+            )
         except Exception:
             self.router.remove(endpoint.name)  # not stored: do not pretend it will persist
             raise
@@ -122,22 +154,37 @@ class RelayCore:
         self.router.set_adaptive_params(params)
 
     def _on_breaker(self, event: BreakerEvent) -> None:
-        self.hub.publish("breaker", {"endpoint": event.endpoint, "old": str(event.old),
-                                     "new": str(event.new), "reason": event.reason})
+        self.hub.publish(
+            "breaker",
+            {
+                "endpoint": event.endpoint,
+                "old": str(event.old),
+                "new": str(event.new),
+                "reason": event.reason,
+            },
+        )
 
     def status(self) -> dict[str, Any]:
         found = self.router.status().as_dict()
-        found["delivery"] = {"in_flight": self.delivery.in_flight,
-                             "delivered": self.delivery.delivered, "problem": self.delivery.problem}
+        found["delivery"] = {
+            "in_flight": self.delivery.in_flight,
+            "delivered": self.delivery.delivered,
+            "problem": self.delivery.problem,
+        }
         return found
 
     def component(self) -> dict[str, Any]:
         """The ecosystem's view: a one-line health summary."""
         status = self.router.status()
         open_ = [e.name for e in status.endpoints if e.breaker != "closed"]
-        return {"status": "up" if status.running else "stopped", "policy": status.policy,
-                "endpoints": len(status.endpoints), "breakers_not_closed": open_,
-                "queue_depth": status.queue.depth, "routed": status.counters.routed}
+        return {
+            "status": "up" if status.running else "stopped",
+            "policy": status.policy,
+            "endpoints": len(status.endpoints),
+            "breakers_not_closed": open_,
+            "queue_depth": status.queue.depth,
+            "routed": status.counters.routed,
+        }
 
     async def _publish_status(self) -> None:
         if self.hub.subscriber_count:
@@ -173,7 +220,9 @@ class RelayCore:
             rows = np.array([[getattr(latest[n], m) for m in METRICS] for n in names])
             with contextlib.suppress(Exception):
                 predicted = loaded.model.predict(rows)
-                return {n: float(np.clip(p, 0.0, 1.0)) for n, p in zip(names, predicted, strict=True)}
+                return {
+                    n: float(np.clip(p, 0.0, 1.0)) for n, p in zip(names, predicted, strict=True)
+                }
         return {n: metric_score(latest[n]) for n in names}
 
 
@@ -197,10 +246,14 @@ def latest_samples(engine: Engine, services: list[str]) -> dict[str, Any]:
 
     since = durable.now_utc() - timedelta(hours=1)
     with Session(engine) as session:
-        newest = dict(session.execute(
-            select(Service.name, func.max(MetricSample.timestamp)).join(Service)
-            .where(Service.name.in_(services), MetricSample.timestamp >= since)
-            .group_by(Service.name)).all())
+        newest = dict(
+            session.execute(
+                select(Service.name, func.max(MetricSample.timestamp))
+                .join(Service)
+                .where(Service.name.in_(services), MetricSample.timestamp >= since)
+                .group_by(Service.name)
+            ).all()
+        )
         found: dict[str, Any] = {}
         for name, at in newest.items():
             rows = read_samples(session, start=at, services=[name])

@@ -37,8 +37,14 @@ class Envelope:
 class HttpTransport:
     """`Transport` for the Router: POSTs the payload as JSON to the endpoint's registered URL."""
 
-    def __init__(self, *, connect_timeout_s: float = 2.0, read_timeout_s: float = 10.0,
-                 max_response_bytes: int = 1_000_000, max_connections: int = 512) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout_s: float = 2.0,
+        read_timeout_s: float = 10.0,
+        max_response_bytes: int = 1_000_000,
+        max_connections: int = 512,
+    ) -> None:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.max_response_bytes = max_response_bytes
@@ -53,7 +59,9 @@ class HttpTransport:
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
-    async def __call__(self, endpoint: Endpoint, payload: Any, timeout_s: float) -> TransportResponse:
+    async def __call__(
+        self, endpoint: Endpoint, payload: Any, timeout_s: float
+    ) -> TransportResponse:
         headers = {"content-type": "application/json"}
         request_id = request_id_var.get()
         if request_id is not None:  # the API request this forward serves, for the endpoint's logs
@@ -61,15 +69,23 @@ class HttpTransport:
         if isinstance(payload, Envelope):
             headers.update(payload.headers)
             payload = payload.body
-        timeout = aiohttp.ClientTimeout(total=timeout_s,
-                                        sock_connect=min(self.connect_timeout_s, timeout_s),
-                                        sock_read=min(self.read_timeout_s, timeout_s))
-        async with self._client().post(endpoint.url, data=orjson.dumps(payload), headers=headers,
-                                       timeout=timeout, allow_redirects=False) as response:
+        timeout = aiohttp.ClientTimeout(
+            total=timeout_s,
+            sock_connect=min(self.connect_timeout_s, timeout_s),
+            sock_read=min(self.read_timeout_s, timeout_s),
+        )
+        async with self._client().post(
+            endpoint.url,
+            data=orjson.dumps(payload),
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response:
             raw = await self._read(response)
             kept = {k: response.headers[k] for k in KEPT_HEADERS if k in response.headers}
-            return TransportResponse(response.status, decode_body(raw, kept.get("content-type")),
-                                     kept)
+            return TransportResponse(
+                response.status, decode_body(raw, kept.get("content-type")), kept
+            )
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         declared = response.content_length

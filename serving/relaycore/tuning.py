@@ -39,12 +39,15 @@ class Replay:
     arrivals: list[tuple[float, int]]
 
 
-def build_replay(observations: Sequence[Observation], messages: int = 1500, seed: int = 0) -> Replay:
+def build_replay(
+    observations: Sequence[Observation], messages: int = 1500, seed: int = 0
+) -> Replay:
     """Simulated endpoints replaying each one's observed latencies, under Poisson arrivals."""
     ok = [o for o in observations if not o.failed]
     if len(ok) < MIN_OBSERVATIONS:
-        raise NothingToReplay(f"{len(ok)} successful calls observed; at least "
-                              f"{MIN_OBSERVATIONS} are needed to replay")
+        raise NothingToReplay(
+            f"{len(ok)} successful calls observed; at least {MIN_OBSERVATIONS} are needed to replay"
+        )
     endpoints = endpoints_from_observations(ok, workers=WORKERS)
     per_endpoint: dict[str, list[float]] = {}
     for o in ok:
@@ -56,8 +59,12 @@ def build_replay(observations: Sequence[Observation], messages: int = 1500, seed
 
 
 def figures(result: SimResult) -> dict[str, float]:
-    return {"p50_ms": result.percentile_ms(50), "p99_ms": result.percentile_ms(99),
-            "p999_ms": result.percentile_ms(99.9), "success_rate": result.success_rate()}
+    return {
+        "p50_ms": result.percentile_ms(50),
+        "p99_ms": result.percentile_ms(99),
+        "p999_ms": result.percentile_ms(99.9),
+        "success_rate": result.success_rate(),
+    }
 
 
 def cost(found: dict[str, float]) -> float:
@@ -67,8 +74,14 @@ def cost(found: dict[str, float]) -> float:
 
 
 def evaluate(replay: Replay, params: AdaptiveParams, seed: int = 0) -> dict[str, float]:
-    result = simulate(replay.endpoints, replay.arrivals, "adaptive", seed=seed, params=params,
-                      max_concurrency=2 * WORKERS)
+    result = simulate(
+        replay.endpoints,
+        replay.arrivals,
+        "adaptive",
+        seed=seed,
+        params=params,
+        max_concurrency=2 * WORKERS,
+    )
     return figures(result)
 
 
@@ -88,23 +101,38 @@ def suggest(trial: Any) -> AdaptiveParams:
     )
 
 
-def optimize(observations: Sequence[Observation], current: AdaptiveParams, *, trials: int,
-             timeout_s: float, storage: str | None) -> dict[str, Any]:
+def optimize(
+    observations: Sequence[Observation],
+    current: AdaptiveParams,
+    *,
+    trials: int,
+    timeout_s: float,
+    storage: str | None,
+) -> dict[str, Any]:
     """Blocking: searches, logs to MLflow, and returns before/after figures and the best params."""
     import mlflow
     import optuna
 
     replay = build_replay(observations)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", storage=storage,
-                                study_name=f"relaycore-{int(time.time() * 1000)}",
-                                sampler=optuna.samplers.TPESampler(seed=0))
+    study = optuna.create_study(
+        direction="minimize",
+        storage=storage,
+        study_name=f"relaycore-{int(time.time() * 1000)}",
+        sampler=optuna.samplers.TPESampler(seed=0),
+    )
     study.enqueue_trial(_searched(current))  # the search starts from what runs now
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name="relaycore-optimize") as parent:
         before = evaluate(replay, current)
-        mlflow.log_params({"trials": trials, "timeout_s": timeout_s,
-                           "observations": len(observations), "messages": len(replay.arrivals)})
+        mlflow.log_params(
+            {
+                "trials": trials,
+                "timeout_s": timeout_s,
+                "observations": len(observations),
+                "messages": len(replay.arrivals),
+            }
+        )
         mlflow.log_metrics({f"before_{k}": v for k, v in before.items() if not math.isnan(v)})
 
         def objective(trial: optuna.Trial) -> float:
@@ -122,15 +150,32 @@ def optimize(observations: Sequence[Observation], current: AdaptiveParams, *, tr
         mlflow.log_metrics({f"after_{k}": v for k, v in after.items() if not math.isnan(v)})
         mlflow.log_params({f"best_{k}": v for k, v in _searched(best).items()})
         mlflow.set_tag("applied", str(improved))
-    return {"before": before, "after": after if improved else before, "best": after,
-            "params": _searched(best if improved else current), "applied": improved,
-            "trials": len(study.trials), "study": study.study_name,
-            "mlflow_run_id": parent.info.run_id, "replayed_messages": len(replay.arrivals),
-            "best_params": best}
+    return {
+        "before": before,
+        "after": after if improved else before,
+        "best": after,
+        "params": _searched(best if improved else current),
+        "applied": improved,
+        "trials": len(study.trials),
+        "study": study.study_name,
+        "mlflow_run_id": parent.info.run_id,
+        "replayed_messages": len(replay.arrivals),
+        "best_params": best,
+    }
 
 
 def _searched(params: AdaptiveParams) -> dict[str, Any]:
-    names = ("decay_s", "rise_s", "stale_s", "penalty_exponent", "concurrency_hint",
-             "error_weight", "sample_size", "silence_factor", "probe_s", "hold_margin",
-             "tie_share")
+    names = (
+        "decay_s",
+        "rise_s",
+        "stale_s",
+        "penalty_exponent",
+        "concurrency_hint",
+        "error_weight",
+        "sample_size",
+        "silence_factor",
+        "probe_s",
+        "hold_margin",
+        "tie_share",
+    )
     return {name: getattr(params, name) for name in names}

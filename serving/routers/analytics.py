@@ -27,8 +27,12 @@ async def performance(state: StateDep) -> dict[str, Any]:
         error = {"compared": 0, "problem": str(exc)}
     return {
         "endpoints": state.stats.report(),
-        "predictions": {**state.predictions.summary(), "batches": state.batcher.batches,
-                        "rows_per_batch": round(state.batcher.rows / state.batcher.batches, 2)
-                        if state.batcher.batches else None},
+        "predictions": {
+            **state.predictions.summary(),
+            "batches": state.batcher.batches,
+            "rows_per_batch": round(state.batcher.rows / state.batcher.batches, 2)
+            if state.batcher.batches
+            else None,
+        },
         "model_error": error,
     }

@@ -31,8 +31,11 @@ async def ready(state: StateDep) -> JSONResponse:
     store = await run_in_threadpool(live.store_status, state)
     if store["status"] != "up":
         reasons.append(store["problem"])
-    body = Readiness(ready=not reasons, reasons=reasons,
-                     model_version=state.holder.current.version if state.holder.current else None)
+    body = Readiness(
+        ready=not reasons,
+        reasons=reasons,
+        model_version=state.holder.current.version if state.holder.current else None,
+    )
     return JSONResponse(body.model_dump(), status_code=200 if not reasons else 503)
 
 

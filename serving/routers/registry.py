@@ -17,7 +17,10 @@ router = APIRouter(prefix="/api/v2/neuroweaver/models", tags=["neuroweaver"])
 
 VersionPath = Path(pattern=r"^\d{1,18}$", description="a registered version number", examples=["3"])
 AliasPath = Path(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", examples=["champion"])
-_404: dict[int | str, dict[str, Any]] = {404: {"description": "unknown version"}, 503: {"description": "the registry is down"}}
+_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown version"},
+    503: {"description": "the registry is down"},
+}
 
 
 @router.get("", response_model=ModelList, responses=_404)
@@ -33,7 +36,9 @@ async def show_version(state: StateDep, version: str = VersionPath) -> ModelVers
 
 
 @router.put("/{version}/aliases/{alias}", response_model=AliasChange, responses=_404)
-async def set_alias(state: StateDep, version: str = VersionPath, alias: str = AliasPath) -> AliasChange:
+async def set_alias(
+    state: StateDep, version: str = VersionPath, alias: str = AliasPath
+) -> AliasChange:
     """Points an alias (e.g. champion) at a version; moving @champion changes what is served."""
     return await _move(state, version, alias, older_only=False)
 
@@ -44,8 +49,11 @@ async def promote(state: StateDep, version: str = VersionPath) -> AliasChange:
     return await _move(state, version, state.settings.model_alias, older_only=False)
 
 
-@router.post("/{version}/rollback", response_model=AliasChange,
-             responses={**_404, 409: {"description": "the version is not older than the champion"}})
+@router.post(
+    "/{version}/rollback",
+    response_model=AliasChange,
+    responses={**_404, 409: {"description": "the version is not older than the champion"}},
+)
 async def rollback(state: StateDep, version: str = VersionPath) -> AliasChange:
     """Moves the champion back to an earlier version."""
     return await _move(state, version, state.settings.model_alias, older_only=True)
@@ -84,7 +92,9 @@ def _set_alias(state: AppState, version: str, alias: str, older_only: bool) -> A
     _registry_call(client.get_model_version, name, version)  # 404 for an unknown version
     previous = _alias_version(client, name, alias)
     if older_only and (previous is None or int(version) >= int(previous)):
-        raise HTTPException(409, f"version {version} is not older than @{alias} (version {previous})")
+        raise HTTPException(
+            409, f"version {version} is not older than @{alias} (version {previous})"
+        )
     _registry_call(client.set_registered_model_alias, name, alias, version)
     return AliasChange(name=name, alias=alias, version=version, previous_version=previous)
 
@@ -111,8 +121,13 @@ def _list(state: AppState) -> ModelList:
     infos = [_info(state, client, v, aliases) for v in versions]
     champion = aliases.get(state.settings.model_alias)
     serving = state.holder.current.version if state.holder.current else None
-    return ModelList(name=name, alias=state.settings.model_alias, champion_version=champion,
-                     serving_version=serving, versions=infos)
+    return ModelList(
+        name=name,
+        alias=state.settings.model_alias,
+        champion_version=champion,
+        serving_version=serving,
+        versions=infos,
+    )
 
 
 def _one(state: AppState, version: str) -> ModelVersionInfo:
@@ -131,13 +146,17 @@ def _info(state: AppState, client: Any, version: Any, aliases: dict[str, str]) -
     ui = state.settings.mlflow_ui_url.rstrip("/")
     serving = state.holder.current
     return ModelVersionInfo(
-        name=version.name, version=str(version.version),
+        name=version.name,
+        version=str(version.version),
         aliases=sorted(a for a, v in aliases.items() if v == str(version.version)),
         serving=serving is not None and serving.version == str(version.version),
         created_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
-        if version.creation_timestamp else None,
-        run_id=version.run_id, metrics=_run_metrics(client, version.run_id),
-        tags=dict(version.tags or {}), refused=state.holder.refused.get(str(version.version)),
+        if version.creation_timestamp
+        else None,
+        run_id=version.run_id,
+        metrics=_run_metrics(client, version.run_id),
+        tags=dict(version.tags or {}),
+        refused=state.holder.refused.get(str(version.version)),
         mlflow_ui_url=f"{ui}/#/models/{version.name}/versions/{version.version}",
     )
 

@@ -214,9 +214,7 @@ def test_score_series_with_move_in_quiet_hour_flags_it_despite_busy_hours() -> N
     # Noise is large at night and tiny by day: a move as large as the nightly noise, in a quiet
     # daytime hour, is only news in units of that hour's own spread.
     rng = random.Random(13)
-    values = [
-        50 + (rng.gauss(0, 4) if (i % 288) < 144 else rng.gauss(0, 0.2)) for i in range(3000)
-    ]
+    values = [50 + (rng.gauss(0, 4) if (i % 288) < 144 else rng.gauss(0, 0.2)) for i in range(3000)]
     spot = 2304 + 200  # a quiet slot, eight days in
     values[spot : spot + 12] = [v + 3 for v in values[spot : spot + 12]]
     scores = score_all(values)

@@ -21,12 +21,19 @@ from tests.serving.conftest import SAMPLE
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-def use_postgres_stores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                        make: Callable[[str], str]) -> dict[str, str]:
-    urls = {"DATABASE_URL": make("metrics"), "MLFLOW_TRACKING_URI": make("mlflow"),
-            "OPTUNA_STORAGE": make("optuna")}
-    for key, value in {**urls, "MODEL_SAVE_PATH": str(tmp_path / "shared" / "models"),
-                       "MODEL_RELOAD_INTERVAL": "0.5"}.items():
+def use_postgres_stores(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, make: Callable[[str], str]
+) -> dict[str, str]:
+    urls = {
+        "DATABASE_URL": make("metrics"),
+        "MLFLOW_TRACKING_URI": make("mlflow"),
+        "OPTUNA_STORAGE": make("optuna"),
+    }
+    for key, value in {
+        **urls,
+        "MODEL_SAVE_PATH": str(tmp_path / "shared" / "models"),
+        "MODEL_RELOAD_INTERVAL": "0.5",
+    }.items():
         monkeypatch.setenv(key, value)
     for name in ("API_KEY", "ENVIRONMENT", "DEBUG", "PREFECT_API_URL", "ENABLE_ML_TRAINING"):
         monkeypatch.delenv(name, raising=False)
@@ -39,8 +46,11 @@ def use_postgres_stores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 
 
 def test_run_pipeline_on_postgres_serves_the_promoted_champion(
-        prefect_harness: None, postgres_databases: Callable[[str], str],
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    prefect_harness: None,
+    postgres_databases: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     from flows.ingest import ingest_flow, store_engine
     from flows.train import train_flow
     from serving.app import create_app
@@ -66,8 +76,9 @@ def test_run_pipeline_on_postgres_serves_the_promoted_champion(
     champion = next(v for v in models["versions"] if "champion" in v["aliases"])
     assert champion["version"] == trained["version"]
     # Each store ran its own migrations in its own database, and only there.
-    metrics, tracking, optuna = (table_names(urls[k]) for k in
-                                 ("DATABASE_URL", "MLFLOW_TRACKING_URI", "OPTUNA_STORAGE"))
+    metrics, tracking, optuna = (
+        table_names(urls[k]) for k in ("DATABASE_URL", "MLFLOW_TRACKING_URI", "OPTUNA_STORAGE")
+    )
     assert {"metric_samples", "training_runs", "relay_messages"} <= metrics
     assert {"registered_models", "model_versions", "runs"} <= tracking
     assert {"studies", "trials"} <= optuna

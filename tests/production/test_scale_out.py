@@ -32,7 +32,8 @@ def environment(**values: str) -> dict[str, str]:
 
 
 def test_train_two_processes_on_one_study_splits_trials_without_loss(
-        prefect_harness: None, postgres_databases: Callable[[str], str], tmp_path: Path) -> None:
+    prefect_harness: None, postgres_databases: Callable[[str], str], tmp_path: Path
+) -> None:
     import optuna
     from prefect.settings import PREFECT_API_URL
 
@@ -40,34 +41,65 @@ def test_train_two_processes_on_one_study_splits_trials_without_loss(
     from monitoring import ingestion
     from monitoring.sources.simulator import simulate
 
-    stores = {"DATABASE_URL": postgres_databases("metrics"),
-              "MLFLOW_TRACKING_URI": postgres_databases("mlflow"),
-              "OPTUNA_STORAGE": postgres_databases("optuna")}
+    stores = {
+        "DATABASE_URL": postgres_databases("metrics"),
+        "MLFLOW_TRACKING_URI": postgres_databases("mlflow"),
+        "OPTUNA_STORAGE": postgres_databases("optuna"),
+    }
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    ingestion.store_batch(store_engine(stores["DATABASE_URL"]),
-                          list(simulate(end - timedelta(days=2), end).samples))
-    env = environment(**stores, MODEL_SAVE_PATH=str(tmp_path / "models"),
-                      PREFECT_API_URL=str(PREFECT_API_URL.value()))
-    command = [AUTOMATRIX, "train", "--study-name", "shared-search", "--trials", "5",
-               "--max-epochs", "2", "--window-days", "3", "--timeout", "240"]
-    workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ingestion.store_batch(
+        store_engine(stores["DATABASE_URL"]), list(simulate(end - timedelta(days=2), end).samples)
+    )
+    env = environment(
+        **stores,
+        MODEL_SAVE_PATH=str(tmp_path / "models"),
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+    )
+    command = [
+        AUTOMATRIX,
+        "train",
+        "--study-name",
+        "shared-search",
+        "--trials",
+        "5",
+        "--max-epochs",
+        "2",
+        "--window-days",
+        "3",
+        "--timeout",
+        "240",
+    ]
+    workers = [
+        subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=400) for w in workers]
     # A worker whose every trial the shared pruner stopped ends with exit 1 and says so; its
     # trials still count in the study.
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0 or "no trial completed" in err, err[-2000:]
     assert 0 in [w.returncode for w in workers]
-    results = [json.loads(out) for (out, _), w in zip(outputs, workers, strict=True)
-               if w.returncode == 0]
+    results = [
+        json.loads(out) for (out, _), w in zip(outputs, workers, strict=True) if w.returncode == 0
+    ]
 
     study = optuna.load_study(study_name="shared-search", storage=stores["OPTUNA_STORAGE"])
     assert sorted(t.number for t in study.trials) == list(range(10))  # none lost or duplicated
-    assert {t.state for t in study.trials} <= {optuna.trial.TrialState.COMPLETE,
-                                               optuna.trial.TrialState.PRUNED}
+    assert {t.state for t in study.trials} <= {
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+    }
     client = MlflowClient(tracking_uri=stores["MLFLOW_TRACKING_URI"])
-    parents = client.search_runs([client.get_experiment_by_name("neuroweaver").experiment_id],
-                                 "tags.kind = 'training'")
+    parents = client.search_runs(
+        [client.get_experiment_by_name("neuroweaver").experiment_id], "tags.kind = 'training'"
+    )
     per_worker = [trial_numbers(client, parent.info.run_id) for parent in parents]
     assert sorted(len(numbers) for numbers in per_worker) == [5, 5]  # each ran its own share
     assert not per_worker[0] & per_worker[1]
@@ -78,14 +110,16 @@ def test_train_two_processes_on_one_study_splits_trials_without_loss(
 
 def trial_numbers(client: MlflowClient, parent_run_id: str) -> set[int]:
     parent = client.get_run(parent_run_id)
-    nested = client.search_runs([parent.info.experiment_id],
-                                f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=500)
+    nested = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=500
+    )
     names = [run.info.run_name or "" for run in nested]
     return {int(name.removeprefix("trial-")) for name in names if name.startswith("trial-")}
 
 
 def test_deliver_queue_from_several_api_processes_sends_each_message_once(
-        postgres_databases: Callable[[str], str], tmp_path: Path) -> None:
+    postgres_databases: Callable[[str], str], tmp_path: Path
+) -> None:
     from flows.ingest import store_engine
     from serving.relaycore import durable
 
@@ -94,25 +128,41 @@ def test_deliver_queue_from_several_api_processes_sends_each_message_once(
     total = 300
     record = tmp_path / "received.log"
     receiver = start_backend("receiver", delay_ms=50, workers=64, record=record)
-    env = environment(DATABASE_URL=store, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                      OPTUNA_STORAGE=f"sqlite:///{tmp_path / 'optuna.db'}",
-                      MODEL_SAVE_PATH=str(tmp_path / "models"), MODEL_RELOAD_INTERVAL="600",
-                      RELAYCORE_ENDPOINTS=f"receiver={receiver.url}",
-                      RELAYCORE_DELIVERY_POLL_S="0.1", RELAYCORE_DELIVERY_CONCURRENCY="16")
+    env = environment(
+        DATABASE_URL=store,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        OPTUNA_STORAGE=f"sqlite:///{tmp_path / 'optuna.db'}",
+        MODEL_SAVE_PATH=str(tmp_path / "models"),
+        MODEL_RELOAD_INTERVAL="600",
+        RELAYCORE_ENDPOINTS=f"receiver={receiver.url}",
+        RELAYCORE_DELIVERY_POLL_S="0.1",
+        RELAYCORE_DELIVERY_CONCURRENCY="16",
+    )
     ports = [free_port(), free_port()]
     # One instance with two uvicorn workers and a second instance: three claimers on one queue.
-    apis = [subprocess.Popen([AUTOMATRIX, "serve", "--port", str(port), "--workers", str(n)],
-                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                             stderr=(tmp_path / f"api-{port}.log").open("wb"))
-            for port, n in zip(ports, (2, 1), strict=True)]
+    apis = [
+        subprocess.Popen(
+            [AUTOMATRIX, "serve", "--port", str(port), "--workers", str(n)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"api-{port}.log").open("wb"),
+        )
+        for port, n in zip(ports, (2, 1), strict=True)
+    ]
     try:
         wait_until(lambda: all(ready(port) for port in ports), 120, 0.2)
-        ids = {durable.enqueue(engine, {"id": i}, priority=i % 10, max_attempts=8)
-               for i in range(total)}
-        wait_until(lambda: len(keys(record)) >= total or any(a.poll() is not None for a in apis),
-                   120, 0.2)
+        ids = {
+            durable.enqueue(engine, {"id": i}, priority=i % 10, max_attempts=8)
+            for i in range(total)
+        }
+        wait_until(
+            lambda: len(keys(record)) >= total or any(a.poll() is not None for a in apis), 120, 0.2
+        )
         wait_until(lambda: durable.counts(engine)["delivered"] == total, 30, 0.2)
-        single = httpx.get(f"http://127.0.0.1:{ports[1]}/api/v2/relaycore/status", timeout=10).json()
+        single = httpx.get(
+            f"http://127.0.0.1:{ports[1]}/api/v2/relaycore/status", timeout=10
+        ).json()
     finally:
         for api in apis:
             api.terminate()

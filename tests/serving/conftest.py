@@ -25,8 +25,13 @@ from monitoring.samples import BOUNDS, METRICS
 from serving.settings import Settings, get_settings
 
 NAME = "neuroweaver"
-SAMPLE = {"cpu_usage": 85.0, "memory_usage": 70.0, "network_latency": 200.0,
-          "error_rate": 3.0, "request_count": 2000.0}
+SAMPLE = {
+    "cpu_usage": 85.0,
+    "memory_usage": 70.0,
+    "network_latency": 200.0,
+    "error_rate": 3.0,
+    "request_count": 2000.0,
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,9 @@ class Registry:
 def metric_rows(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     highs = {"network_latency": 2000.0, "request_count": 50_000.0}
-    return np.column_stack([rng.uniform(BOUNDS[m][0], highs.get(m, BOUNDS[m][1]), n) for m in METRICS])
+    return np.column_stack(
+        [rng.uniform(BOUNDS[m][0], highs.get(m, BOUNDS[m][1]), n) for m in METRICS]
+    )
 
 
 def make_model(x: np.ndarray, seed: int, config_width: int | None = None) -> NeuroWeaverModel:
@@ -60,7 +67,9 @@ def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     mlflow.set_tracking_uri(f"sqlite:///{db}")
     x = metric_rows(200)
     client = MlflowClient()
-    experiment = client.create_experiment("serving-tests", artifact_location=(root / "artifacts").as_uri())
+    experiment = client.create_experiment(
+        "serving-tests", artifact_location=(root / "artifacts").as_uri()
+    )
     versions = []
     for seed, width in ((1, None), (2, None), (3, 32)):
         with mlflow.start_run(experiment_id=experiment):
@@ -71,7 +80,9 @@ def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 
 
 @pytest.fixture
-def api_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_registry: Registry) -> Iterator[Settings]:
+def api_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_registry: Registry
+) -> Iterator[Settings]:
     """Settings on a private copy of the registry (so aliases can move) and an empty metric store."""
     shutil.copy(model_registry.db, tmp_path / "mlflow.db")
     env = {
@@ -84,8 +95,15 @@ def api_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_registry
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for name in ("API_KEY", "ENVIRONMENT", "DEBUG", "ENABLE_ML_TRAINING", "CORS_ORIGINS",
-                 "MAX_BATCH_ROWS", "MAX_BODY_BYTES"):
+    for name in (
+        "API_KEY",
+        "ENVIRONMENT",
+        "DEBUG",
+        "ENABLE_ML_TRAINING",
+        "CORS_ORIGINS",
+        "MAX_BATCH_ROWS",
+        "MAX_BODY_BYTES",
+    ):
         monkeypatch.delenv(name, raising=False)
     from flows.ingest import store_engine
 
@@ -139,8 +157,9 @@ def live_server(champion: str) -> Iterator[LiveServer]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(
+        create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

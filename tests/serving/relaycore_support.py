@@ -32,7 +32,9 @@ class Backend:
         return f"http://127.0.0.1:{self.port}/work"
 
     def control(self, **changes: object) -> None:
-        httpx.post(f"http://127.0.0.1:{self.port}/__control", json=changes, timeout=5).raise_for_status()
+        httpx.post(
+            f"http://127.0.0.1:{self.port}/__control", json=changes, timeout=5
+        ).raise_for_status()
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -40,11 +42,25 @@ class Backend:
             self.process.wait(timeout=10)
 
 
-def start_backend(name: str, *, delay_ms: float = 0.0, workers: int = 64,
-                  fail_status: int | None = None, record: Path | None = None) -> Backend:
+def start_backend(
+    name: str,
+    *,
+    delay_ms: float = 0.0,
+    workers: int = 64,
+    fail_status: int | None = None,
+    record: Path | None = None,
+) -> Backend:
     """A backend process on a random port of 127.0.0.1, ready when this returns."""
-    command = [PYTHON, str(BACKEND), "--name", name, "--delay-ms", str(delay_ms),
-               "--workers", str(workers)]
+    command = [
+        PYTHON,
+        str(BACKEND),
+        "--name",
+        name,
+        "--delay-ms",
+        str(delay_ms),
+        "--workers",
+        str(workers),
+    ]
     if fail_status is not None:
         command += ["--fail-status", str(fail_status)]
     if record is not None:
@@ -88,17 +104,22 @@ def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def relay_environment(tmp_path: Path, mlflow_db: Path, **relaycore: object) -> dict[str, str]:
     """Variables for an API on temporary stores, with RELAYCORE_<NAME> for each keyword."""
     shutil.copy(mlflow_db, tmp_path / "mlflow.db")
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'automatrix.db'}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'optuna.db'}",
-           "MODEL_SAVE_PATH": str(tmp_path / "models"),
-           "MODEL_RELOAD_INTERVAL": "600", "RELAYCORE_DELIVERY_POLL_S": "0.2"}
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'automatrix.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "MODEL_SAVE_PATH": str(tmp_path / "models"),
+        "MODEL_RELOAD_INTERVAL": "600",
+        "RELAYCORE_DELIVERY_POLL_S": "0.2",
+    }
     env.update({f"RELAYCORE_{k.upper()}": str(v) for k, v in relaycore.items()})
     return env
 
 
 @pytest.fixture
-def relay_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: Path) -> Iterator[Callable[..., object]]:
+def relay_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: Path
+) -> Iterator[Callable[..., object]]:
     """`relay_app(ENDPOINTS=..., API_KEY=..., queue_capacity=...)` -> a started TestClient."""
     from fastapi.testclient import TestClient
 
@@ -108,8 +129,9 @@ def relay_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: 
 
     clients: list[TestClient] = []
 
-    def build(endpoints: dict[str, str] | None = None, api_key: str | None = None,
-              **relaycore: object) -> TestClient:
+    def build(
+        endpoints: dict[str, str] | None = None, api_key: str | None = None, **relaycore: object
+    ) -> TestClient:
         from serving.app import create_app
 
         for name in ("API_KEY", "ENVIRONMENT", "DEBUG", "RELAYCORE_ENDPOINTS", "RELAYCORE_POLICY"):
@@ -117,7 +139,9 @@ def relay_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: 
         for key, value in relay_environment(tmp_path, empty_mlflow_db, **relaycore).items():
             monkeypatch.setenv(key, value)
         if endpoints:
-            monkeypatch.setenv("RELAYCORE_ENDPOINTS", ",".join(f"{k}={v}" for k, v in endpoints.items()))
+            monkeypatch.setenv(
+                "RELAYCORE_ENDPOINTS", ",".join(f"{k}={v}" for k, v in endpoints.items())
+            )
         if api_key:
             monkeypatch.setenv("API_KEY", api_key)
         for cache in (get_settings, get_relaycore_settings, store_engine):
@@ -139,8 +163,19 @@ def api_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[b
     full = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     for name in ("API_KEY", "ENVIRONMENT", "DEBUG"):
         full.pop(name, None)
-    command = [PYTHON, "-m", "uvicorn", "serving.app:create_app", "--factory", "--host",
-               "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "serving.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     with log.open("ab") as sink:
         process = subprocess.Popen(command, cwd=ROOT, env=full, stdout=sink, stderr=sink)
     _wait_until(lambda: _ready(port) or process.poll() is not None, 90, 0.2)
@@ -150,7 +185,10 @@ def api_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[b
 
 def _ready(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/api/v2/relaycore/status", timeout=2).status_code == 200
+        return (
+            httpx.get(f"http://127.0.0.1:{port}/api/v2/relaycore/status", timeout=2).status_code
+            == 200
+        )
     except httpx.HTTPError:
         return False
 

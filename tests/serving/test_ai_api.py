@@ -43,8 +43,9 @@ def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _client(api_settings: Settings, seeded_store: Path, monkeypatch: pytest.MonkeyPatch,
-            env: dict[str, str]) -> Iterator[TestClient]:
+def _client(
+    api_settings: Settings, seeded_store: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> Iterator[TestClient]:
     from serving.app import create_app
 
     shutil.copy(seeded_store, str(make_url(api_settings.database_url).database))
@@ -57,8 +58,9 @@ def _client(api_settings: Settings, seeded_store: Path, monkeypatch: pytest.Monk
 
 
 @pytest.fixture
-def ai(champion: str, api_settings: Settings, seeded_store: Path,
-       monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def ai(
+    champion: str, api_settings: Settings, seeded_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
     yield from _client(api_settings, seeded_store, monkeypatch, {})
 
 
@@ -86,8 +88,13 @@ def webhook() -> Iterator[str]:
 
 
 @pytest.fixture
-def scaling_ai(champion: str, api_settings: Settings, seeded_store: Path, webhook: str,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def scaling_ai(
+    champion: str,
+    api_settings: Settings,
+    seeded_store: Path,
+    webhook: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[TestClient]:
     """Every service needs scaling out (a 1% CPU target), and a webhook receives it."""
     env = {"HEALING_WEBHOOK_URL": webhook, "SCALING_TARGET_CPU": "1"}
     yield from _client(api_settings, seeded_store, monkeypatch, env)
@@ -97,10 +104,24 @@ def engine_of(client: TestClient):  # type: ignore[no-untyped-def]
     return client.app.state.automatrix.engine()  # type: ignore[attr-defined]
 
 
-def add_action(client: TestClient, kind: ActionKind, params: dict, state: ActionState,
-               undo: str | None = "undo it") -> str:
-    action = Action(id=f"test-{kind}-{state}", kind=kind, service="checkout", target="t",
-                    reason="test", created_at=utcnow(), params=params, state=state, undo=undo)
+def add_action(
+    client: TestClient,
+    kind: ActionKind,
+    params: dict,
+    state: ActionState,
+    undo: str | None = "undo it",
+) -> str:
+    action = Action(
+        id=f"test-{kind}-{state}",
+        kind=kind,
+        service="checkout",
+        target="t",
+        reason="test",
+        created_at=utcnow(),
+        params=params,
+        state=state,
+        undo=undo,
+    )
     SqlActionRepository(engine_of(client)).add(action)
     return action.id
 
@@ -129,10 +150,15 @@ def test_get_anomalies_unknown_service_is_404(ai: TestClient) -> None:
     assert ai.get(f"{AI}/anomalies", params={"service": "nope"}).status_code == 404
 
 
-@pytest.mark.parametrize("params", [
-    {"min_severity": "huge"}, {"start": "yesterday"}, {"limit": 0},
-    {"start": "2024-05-02T00:00:00Z", "end": "2024-05-01T00:00:00Z"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"min_severity": "huge"},
+        {"start": "yesterday"},
+        {"limit": 0},
+        {"start": "2024-05-02T00:00:00Z", "end": "2024-05-01T00:00:00Z"},
+    ],
+)
 def test_get_anomalies_bad_filter_is_422(ai: TestClient, params: dict) -> None:
     response = ai.get(f"{AI}/anomalies", params=params)
     assert response.status_code == 422 and response.json()["detail"]
@@ -144,9 +170,19 @@ def test_publish_anomaly_stored_after_start_on_the_hub(ai: TestClient) -> None:
     from monitoring.orchestrator_store import AnomalyRow
 
     with Session(engine_of(ai)) as session, session.begin():
-        session.add(AnomalyRow(service="auth", metrics=["cpu_usage"], start=NOW, end=NOW,
-                               score=0.99, severity="high", state="open", created_at=NOW,
-                               updated_at=NOW))
+        session.add(
+            AnomalyRow(
+                service="auth",
+                metrics=["cpu_usage"],
+                start=NOW,
+                end=NOW,
+                score=0.99,
+                severity="high",
+                state="open",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
     hub = ai.app.state.automatrix.hub  # type: ignore[attr-defined]
     wait_for(lambda: any(a["start"] == NOW.isoformat() for a in hub.recent("anomaly")))
 
@@ -155,9 +191,10 @@ def test_publish_anomaly_stored_after_start_on_the_hub(ai: TestClient) -> None:
 
 
 def test_get_capacity_returns_intervals_and_crossing(ai: TestClient) -> None:
-    response = ai.get(f"{AI}/predictive/capacity",
-                      params={"service": "checkout", "metric": "cpu_usage", "horizon": 120,
-                              "threshold": 0.5})
+    response = ai.get(
+        f"{AI}/predictive/capacity",
+        params={"service": "checkout", "metric": "cpu_usage", "horizon": 120, "threshold": 0.5},
+    )
     body = response.json()
     assert response.status_code == 200, body
     assert len(body["points"]) == 24 and body["step_minutes"] == 5
@@ -166,8 +203,9 @@ def test_get_capacity_returns_intervals_and_crossing(ai: TestClient) -> None:
     assert body["crossing"]["expected_at"] is not None  # 0.5% CPU is below any forecast
 
 
-@pytest.mark.parametrize("params", [{"metric": "disk"}, {"horizon": 0}, {"horizon": "soon"},
-                                    {"threshold": "nan"}])
+@pytest.mark.parametrize(
+    "params", [{"metric": "disk"}, {"horizon": 0}, {"horizon": "soon"}, {"threshold": "nan"}]
+)
 def test_get_capacity_bad_metric_or_horizon_is_422(ai: TestClient, params: dict) -> None:
     response = ai.get(f"{AI}/predictive/capacity", params={"service": "checkout", **params})
     assert response.status_code == 422
@@ -178,9 +216,18 @@ def test_get_capacity_unknown_service_is_404(ai: TestClient) -> None:
 
 
 def push_short_history(client: TestClient, service: str = "newbie") -> None:
-    samples = [{"service": service, "timestamp": (NOW - timedelta(minutes=i)).isoformat(),
-                "cpu_usage": 40.0, "memory_usage": 50.0, "network_latency": 80.0,
-                "error_rate": 0.1, "request_count": 900.0} for i in range(30)]
+    samples = [
+        {
+            "service": service,
+            "timestamp": (NOW - timedelta(minutes=i)).isoformat(),
+            "cpu_usage": 40.0,
+            "memory_usage": 50.0,
+            "network_latency": 80.0,
+            "error_rate": 0.1,
+            "request_count": 900.0,
+        }
+        for i in range(30)
+    ]
     assert client.post("/api/v2/metrics", json={"samples": samples}).status_code in (200, 202)
 
 
@@ -281,11 +328,15 @@ def test_rollback_drain_restores_endpoint_in_relaycore(ai: TestClient) -> None:
     assert undo["kind"] == "restore_endpoint" and undo["state"] == "succeeded"
     assert [e["name"] for e in ai.get(relay).json()] == ["e1"]
     listed = {a["id"]: a for a in ai.get(f"{AI}/actions").json()["actions"]}
-    assert listed[action_id]["state"] == "rolled_back" and listed[undo["id"]]["undo_of"] == action_id
+    assert (
+        listed[action_id]["state"] == "rolled_back" and listed[undo["id"]]["undo_of"] == action_id
+    )
     assert ai.post(f"{AI}/actions/{action_id}/rollback").status_code == 409
 
 
-def test_approve_rollback_champion_moves_alias_back(ai: TestClient, model_registry: Registry) -> None:
+def test_approve_rollback_champion_moves_alias_back(
+    ai: TestClient, model_registry: Registry
+) -> None:
     v1, v2 = model_registry.good
     set_champion(v2)
     params = {"model": NAME, "alias": "champion", "from_version": v2, "to_version": v1}

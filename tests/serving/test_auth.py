@@ -23,14 +23,17 @@ def locked(champion: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClien
         yield client
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("post", "/api/v2/neuroweaver/predict"),
-    ("post", "/api/v2/metrics"),
-    ("post", "/api/v2/neuroweaver/train"),
-    ("post", "/api/v2/neuroweaver/models/1/promote"),
-    ("post", "/api/v2/neuroweaver/models/1/rollback"),
-    ("put", "/api/v2/neuroweaver/models/1/aliases/champion"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v2/neuroweaver/predict"),
+        ("post", "/api/v2/metrics"),
+        ("post", "/api/v2/neuroweaver/train"),
+        ("post", "/api/v2/neuroweaver/models/1/promote"),
+        ("post", "/api/v2/neuroweaver/models/1/rollback"),
+        ("put", "/api/v2/neuroweaver/models/1/aliases/champion"),
+    ],
+)
 def test_mutate_without_key_is_401(locked: TestClient, method: str, path: str) -> None:
     response = getattr(locked, method)(path, json=SAMPLE)
     assert response.status_code == 401
@@ -45,7 +48,9 @@ def test_mutate_with_wrong_key_is_401(locked: TestClient) -> None:
 
 def test_mutate_with_key_header_or_bearer_is_allowed(locked: TestClient) -> None:
     by_header = locked.post("/api/v2/neuroweaver/predict", json=SAMPLE, headers={"X-API-Key": KEY})
-    by_bearer = locked.post("/api/v2/neuroweaver/predict", json=SAMPLE, headers={"Authorization": f"Bearer {KEY}"})
+    by_bearer = locked.post(
+        "/api/v2/neuroweaver/predict", json=SAMPLE, headers={"Authorization": f"Bearer {KEY}"}
+    )
     assert by_header.status_code == 200 and by_bearer.status_code == 200
 
 
@@ -54,7 +59,9 @@ def test_read_without_key_is_allowed(locked: TestClient) -> None:
         assert locked.get(path).status_code == 200, path
 
 
-def test_start_production_without_key_is_refused(monkeypatch: pytest.MonkeyPatch, api_settings) -> None:
+def test_start_production_without_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch, api_settings
+) -> None:
     from pydantic import ValidationError
 
     monkeypatch.setenv("ENVIRONMENT", "production")

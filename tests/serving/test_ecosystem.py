@@ -9,10 +9,19 @@ from fastapi.testclient import TestClient
 from tests.serving.conftest import SAMPLE
 
 
-def sample_rows(service: str, minutes: int, start: datetime | None = None, **overrides: float) -> list[dict]:
+def sample_rows(
+    service: str, minutes: int, start: datetime | None = None, **overrides: float
+) -> list[dict]:
     start = start or datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes)
-    return [{"service": service, "timestamp": (start + timedelta(minutes=i)).isoformat(), **SAMPLE, **overrides}
-            for i in range(minutes)]
+    return [
+        {
+            "service": service,
+            "timestamp": (start + timedelta(minutes=i)).isoformat(),
+            **SAMPLE,
+            **overrides,
+        }
+        for i in range(minutes)
+    ]
 
 
 def test_health_answers_ok(client: TestClient) -> None:
@@ -72,14 +81,22 @@ def test_live_snapshot_holds_series_of_pushed_samples(client: TestClient) -> Non
     assert len(body["payload"]["series"]["search"]["cpu_usage"]) == 5
 
 
-def test_analytics_reports_latency_counts_and_model_error(client: TestClient, champion: str) -> None:
+def test_analytics_reports_latency_counts_and_model_error(
+    client: TestClient, champion: str
+) -> None:
     start = datetime(2025, 1, 1, 12, tzinfo=UTC)
-    client.post("/api/v2/metrics", json={"samples": sample_rows("api", 20, start, network_latency=100.0,
-                                                                   error_rate=0.5)})
-    keyed = [{**SAMPLE, "service": "api", "timestamp": (start + timedelta(minutes=i)).isoformat()}
-             for i in range(10)]
+    client.post(
+        "/api/v2/metrics",
+        json={"samples": sample_rows("api", 20, start, network_latency=100.0, error_rate=0.5)},
+    )
+    keyed = [
+        {**SAMPLE, "service": "api", "timestamp": (start + timedelta(minutes=i)).isoformat()}
+        for i in range(10)
+    ]
     for _ in range(3):
-        assert client.post("/api/v2/neuroweaver/predict", json={"instances": keyed}).status_code == 200
+        assert (
+            client.post("/api/v2/neuroweaver/predict", json={"instances": keyed}).status_code == 200
+        )
     body = client.get("/api/v2/analytics/performance").json()
     endpoint = next(e for e in body["endpoints"] if e["endpoint"] == "/api/v2/neuroweaver/predict")
     assert endpoint["requests"] == 3 and endpoint["latency_ms"]["p99"] > 0
@@ -92,17 +109,28 @@ def test_analytics_reports_latency_counts_and_model_error(client: TestClient, ch
 def test_prometheus_metrics_expose_requests_and_model(client: TestClient, champion: str) -> None:
     client.post("/api/v2/neuroweaver/predict", json=SAMPLE)
     text = client.get("/metrics").text
-    assert 'automatrix_http_requests_total{method="POST",route="/api/v2/neuroweaver/predict",status="200"} 1.0' in text
+    assert (
+        'automatrix_http_requests_total{method="POST",route="/api/v2/neuroweaver/predict",status="200"} 1.0'
+        in text
+    )
     assert f"automatrix_model_version {float(champion)}" in text
 
 
 def test_docs_list_every_endpoint_with_examples(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
-    for path in ("/api/v2/neuroweaver/predict", "/api/v2/neuroweaver/train", "/api/v2/metrics",
-                 "/api/v2/ecosystem/live", "/api/v2/analytics/performance", "/ready"):
+    for path in (
+        "/api/v2/neuroweaver/predict",
+        "/api/v2/neuroweaver/train",
+        "/api/v2/metrics",
+        "/api/v2/ecosystem/live",
+        "/api/v2/analytics/performance",
+        "/ready",
+    ):
         assert path in schema["paths"], path
-    predict = schema["paths"]["/api/v2/neuroweaver/predict"]["post"]["requestBody"]["content"]["application/json"]
+    predict = schema["paths"]["/api/v2/neuroweaver/predict"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]
     assert predict["examples"]["one sample"]["value"]["cpu_usage"] == 85.0
     assert "PredictionInstance" in schema["components"]["schemas"]
 

@@ -24,9 +24,12 @@ def fuzz_settings(api_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> It
 
 @pytest.mark.slow
 def test_fuzz_every_operation_from_openapi_schema_finds_no_error(
-        fuzz_settings: None, live_server: LiveServer) -> None:
+    fuzz_settings: None, live_server: LiveServer
+) -> None:
     report = fuzz(f"http://{live_server.url}", max_examples=6)
     assert report.operations >= 25
     assert report.requests >= report.operations * 3
-    assert report.failures == [], f"{len(report.failures)} failures:\n\n" + "\n\n".join(report.failures[:10])
+    assert report.failures == [], f"{len(report.failures)} failures:\n\n" + "\n\n".join(
+        report.failures[:10]
+    )
     assert 200 in report.statuses

@@ -26,8 +26,12 @@ def never_reading_client(url: str) -> socket.socket:
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     raw.connect((host, int(port)))
     key = base64.b64encode(os.urandom(16)).decode()
-    raw.sendall((f"GET {WS} HTTP/1.1\r\nHost: {url}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    raw.sendall(
+        (
+            f"GET {WS} HTTP/1.1\r\nHost: {url}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     assert raw.recv(12) == b"HTTP/1.1 101"
     return raw
 
@@ -70,7 +74,9 @@ def test_ws_disconnect_leaves_no_subscriber(client: TestClient) -> None:
     wait_for(lambda: state.hub.subscriber_count == 0)
 
 
-def test_ws_pushes_snapshots_at_interval_and_champion_at_once(client: TestClient, model_registry: Registry) -> None:
+def test_ws_pushes_snapshots_at_interval_and_champion_at_once(
+    client: TestClient, model_registry: Registry
+) -> None:
     with client.websocket_connect(WS) as ws:
         assert ws.receive_json()["type"] == "snapshot"
         assert ws.receive_json()["type"] == "snapshot"  # the steady tick (LIVE_INTERVAL=0.2 here)
@@ -85,8 +91,12 @@ def test_ws_pushes_snapshots_at_interval_and_champion_at_once(client: TestClient
 def test_sse_stream_sends_snapshot_then_events(live_server: LiveServer) -> None:
     state = live_server.server.config.app.state.automatrix
     events: list[str] = []
-    with httpx.stream("GET", f"http://{live_server.url}/api/v2/ecosystem/live",
-                      headers={"Accept": "text/event-stream"}, timeout=10) as response:
+    with httpx.stream(
+        "GET",
+        f"http://{live_server.url}/api/v2/ecosystem/live",
+        headers={"Accept": "text/event-stream"},
+        timeout=10,
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line.startswith("event: "):

@@ -33,16 +33,21 @@ def test_request_with_request_id_returns_it(client: TestClient) -> None:
     assert unsafe.headers["x-request-id"] != "bad id\twith spaces"
 
 
-def test_log_request_error_carries_request_id_as_json(client: TestClient,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_log_request_error_carries_request_id_as_json(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO):
         client.get("/api/v2/ai/insights/nowhere-to-be-found", headers={"X-Request-ID": "trace-77"})
-        client.post("/api/v2/neuroweaver/predict", json={"cpu_usage": "NaN"},
-                    headers={"X-Request-ID": "trace-78"})
+        client.post(
+            "/api/v2/neuroweaver/predict",
+            json={"cpu_usage": "NaN"},
+            headers={"X-Request-ID": "trace-78"},
+        )
     records = [r for r in caplog.records if r.name == "automatrix.request"]
     assert {getattr(r, "request_id", None) for r in records} >= {"trace-78"}
-    line = json.loads(JsonFormatter().format(next(r for r in records
-                                                  if r.request_id == "trace-78")))
+    line = json.loads(
+        JsonFormatter().format(next(r for r in records if r.request_id == "trace-78"))
+    )
     assert line["request_id"] == "trace-78" and line["level"] in ("info", "warning")
     assert "/api/v2/neuroweaver/predict -> 422" in line["message"]
 
@@ -52,14 +57,21 @@ def header_receiver() -> Iterator[tuple[str, list[dict[str, str]]]]:
     """An endpoint on 127.0.0.1 that records the headers of each POST it receives."""
     seen: list[dict[str, str]] = []
 
-    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def app(
+        scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
         if scope["type"] != "http":
             return
         while (await receive()).get("more_body"):
             pass
         seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"ok": true}'})
 
     sock = socket.socket()
@@ -74,15 +86,23 @@ def header_receiver() -> Iterator[tuple[str, list[dict[str, str]]]]:
 
 
 def test_relay_message_forwards_request_id_to_endpoint(
-        relay_app: Callable[..., Any], header_receiver: tuple[str, list[dict[str, str]]],
-        caplog: pytest.LogCaptureFixture) -> None:
+    relay_app: Callable[..., Any],
+    header_receiver: tuple[str, list[dict[str, str]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     url, seen = header_receiver
     client = relay_app(endpoints={"receiver": url})
-    sync = client.post("/api/v2/relaycore/message", json={"payload": {"n": 1}},
-                       headers={"X-Request-ID": "relay-sync-1"})
+    sync = client.post(
+        "/api/v2/relaycore/message",
+        json={"payload": {"n": 1}},
+        headers={"X-Request-ID": "relay-sync-1"},
+    )
     with caplog.at_level(logging.INFO):
-        queued = client.post("/api/v2/relaycore/message", json={"payload": {"n": 2}, "async": True},
-                             headers={"X-Request-ID": "relay-async-2"})
+        queued = client.post(
+            "/api/v2/relaycore/message",
+            json={"payload": {"n": 2}, "async": True},
+            headers={"X-Request-ID": "relay-async-2"},
+        )
     assert sync.status_code == 200 and queued.status_code == 202
     assert seen[0]["x-request-id"] == "relay-sync-1"
     message_id = queued.json()["id"]
@@ -92,14 +112,18 @@ def test_relay_message_forwards_request_id_to_endpoint(
 
 
 @pytest.mark.slow
-def test_train_via_api_tags_flow_run_with_request_id(prefect_harness: None,
-                                                     client: TestClient) -> None:
+def test_train_via_api_tags_flow_run_with_request_id(
+    prefect_harness: None, client: TestClient
+) -> None:
     import asyncio
 
     from prefect.client.orchestration import get_client
 
-    response = client.post("/api/v2/neuroweaver/train", json={"trials": 1, "max_epochs": 1},
-                           headers={"X-Request-ID": "train-req-9"})
+    response = client.post(
+        "/api/v2/neuroweaver/train",
+        json={"trials": 1, "max_epochs": 1},
+        headers={"X-Request-ID": "train-req-9"},
+    )
     assert response.status_code == 202
     run_id = response.json()["flow_run_id"]
 
@@ -119,8 +143,12 @@ def test_redact_hides_url_passwords_and_registered_secrets() -> None:
 
 
 def test_error_with_secret_settings_leaks_neither_password_nor_key(
-        api_settings: Any, champion: str, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    api_settings: Any,
+    champion: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     from serving.app import create_app
 
     # Port 1 refuses at once: every store access fails with a driver error.
@@ -132,24 +160,29 @@ def test_error_with_secret_settings_leaks_neither_password_nor_key(
         key = {"X-API-Key": API_KEY}
         logging.getLogger("probe").error("store at %s failed", get_settings().database_url)
         for method, path, body in (
-            ("GET", "/ready", None), ("GET", "/api/v2/neuroweaver/status", None),
+            ("GET", "/ready", None),
+            ("GET", "/api/v2/neuroweaver/status", None),
             ("POST", "/api/v2/metrics", {"service": "a", "samples": [SAMPLE]}),
             ("POST", "/api/v2/relaycore/message", {"payload": {}, "async": True}),
-            ("GET", "/api/v2/relaycore/status", None), ("GET", "/api/v2/ai/anomalies", None),
+            ("GET", "/api/v2/relaycore/status", None),
+            ("GET", "/api/v2/ai/anomalies", None),
             ("POST", "/api/v2/ai/autonomous-optimization", {}),
         ):
             response = client.request(method, path, json=body, headers=key)
             assert response.status_code in (200, 202, 422, 503), (path, response.text)
             texts.append(response.text)
             client.request(method, path, json=body, headers={"X-API-Key": "wrong-" + API_KEY})
-    assert any(r.getMessage().startswith("store at postgresql+psycopg://automatrix:***@")
-               for r in caplog.records)
+    assert any(
+        r.getMessage().startswith("store at postgresql+psycopg://automatrix:***@")
+        for r in caplog.records
+    )
     everything = "\n".join([caplog.text, *texts, *capfd.readouterr()])
     assert PASSWORD not in everything and API_KEY not in everything
 
 
-def test_start_with_bad_database_url_names_no_password(monkeypatch: pytest.MonkeyPatch,
-                                                       tmp_path: Path) -> None:
+def test_start_with_bad_database_url_names_no_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from serving.cli import app

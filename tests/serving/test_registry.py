@@ -13,7 +13,9 @@ def serving_version(client: TestClient) -> str:
     return client.post("/api/v2/neuroweaver/predict", json=SAMPLE).json()["model_version"]
 
 
-def test_list_models_shows_versions_aliases_metrics_and_links(client: TestClient, model_registry: Registry) -> None:
+def test_list_models_shows_versions_aliases_metrics_and_links(
+    client: TestClient, model_registry: Registry
+) -> None:
     body = client.get(MODELS).json()
     v1, v2 = model_registry.good
     assert body["champion_version"] == v1 == body["serving_version"]
@@ -21,7 +23,9 @@ def test_list_models_shows_versions_aliases_metrics_and_links(client: TestClient
     assert set(versions) == {v1, v2, model_registry.corrupt}
     assert versions[v1]["aliases"] == ["champion"] and versions[v1]["serving"]
     assert versions[v2]["metrics"]["test_rmse"] > 0
-    assert versions[v2]["mlflow_ui_url"] == f"http://127.0.0.1:5000/#/models/neuroweaver/versions/{v2}"
+    assert (
+        versions[v2]["mlflow_ui_url"] == f"http://127.0.0.1:5000/#/models/neuroweaver/versions/{v2}"
+    )
 
 
 def test_show_model_unknown_version_is_404(client: TestClient) -> None:
@@ -30,16 +34,25 @@ def test_show_model_unknown_version_is_404(client: TestClient) -> None:
     assert "999" in response.json()["detail"]
 
 
-def test_promote_version_moves_champion_and_serving_follows(client: TestClient, model_registry: Registry) -> None:
+def test_promote_version_moves_champion_and_serving_follows(
+    client: TestClient, model_registry: Registry
+) -> None:
     v1, v2 = model_registry.good
     response = client.post(f"{MODELS}/{v2}/promote")
     assert response.status_code == 200
-    assert response.json() | {"note": ""} == {"name": "neuroweaver", "alias": "champion", "version": v2,
-                                              "previous_version": v1, "note": ""}
+    assert response.json() | {"note": ""} == {
+        "name": "neuroweaver",
+        "alias": "champion",
+        "version": v2,
+        "previous_version": v1,
+        "note": "",
+    }
     wait_for(lambda: serving_version(client) == v2)
 
 
-def test_rollback_to_earlier_version_restores_it(client: TestClient, model_registry: Registry) -> None:
+def test_rollback_to_earlier_version_restores_it(
+    client: TestClient, model_registry: Registry
+) -> None:
     v1, v2 = model_registry.good
     client.put(f"{MODELS}/{v2}/aliases/champion")
     wait_for(lambda: serving_version(client) == v2)

@@ -26,8 +26,12 @@ def test_add_endpoint_non_http_url_is_refused(relay_app: RelayApp) -> None:
 
 def test_add_endpoint_twice_returns_409(relay_app: RelayApp) -> None:
     client = relay_app()
-    assert client.post(ENDPOINTS, json={"name": "a", "url": "http://127.0.0.1:1/a"}).status_code == 201
-    assert client.post(ENDPOINTS, json={"name": "a", "url": "http://127.0.0.1:1/b"}).status_code == 409
+    assert (
+        client.post(ENDPOINTS, json={"name": "a", "url": "http://127.0.0.1:1/a"}).status_code == 201
+    )
+    assert (
+        client.post(ENDPOINTS, json={"name": "a", "url": "http://127.0.0.1:1/b"}).status_code == 409
+    )
 
 
 def test_remove_endpoint_unknown_returns_404(relay_app: RelayApp) -> None:
@@ -36,7 +40,9 @@ def test_remove_endpoint_unknown_returns_404(relay_app: RelayApp) -> None:
     assert client.delete(ENDPOINTS, params={"name": "nope"}).status_code == 404
 
 
-def test_send_message_reaches_only_registered_endpoints(relay_app: RelayApp, backends: Callable[..., Backend]) -> None:
+def test_send_message_reaches_only_registered_endpoints(
+    relay_app: RelayApp, backends: Callable[..., Backend]
+) -> None:
     registered, other = backends("registered"), backends("other")
     client = relay_app(endpoints={"registered": registered.url})
     answers = [client.post(MESSAGE, json={"payload": {"id": i}}).json() for i in range(20)]
@@ -47,7 +53,9 @@ def test_send_message_reaches_only_registered_endpoints(relay_app: RelayApp, bac
     assert [e["name"] for e in listed] == ["registered"] and other.url not in str(listed)
 
 
-def test_send_message_after_removal_of_last_endpoint_returns_503(relay_app: RelayApp, backends: Callable[..., Backend]) -> None:
+def test_send_message_after_removal_of_last_endpoint_returns_503(
+    relay_app: RelayApp, backends: Callable[..., Backend]
+) -> None:
     client = relay_app(endpoints={"a": backends("a").url})
     assert client.delete(f"{ENDPOINTS}/a").status_code == 200
     response = client.post(MESSAGE, json={"payload": {}})
@@ -57,20 +65,30 @@ def test_send_message_after_removal_of_last_endpoint_returns_503(relay_app: Rela
 
 def test_send_message_with_bad_input_returns_422(relay_app: RelayApp) -> None:
     client = relay_app()
-    for body in ({"payload": {}, "priority": 10}, {"payload": [1]}, {"priority": 1},
-                 {"payload": {}, "deadline_ms": -1}):
+    for body in (
+        {"payload": {}, "priority": 10},
+        {"payload": [1]},
+        {"priority": 1},
+        {"payload": {}, "deadline_ms": -1},
+    ):
         assert client.post(MESSAGE, json=body).status_code == 422, body
-    response = client.post(MESSAGE, content=b'{"payload": {"x": NaN}}',
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        MESSAGE, content=b'{"payload": {"x": NaN}}', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
 
 
 def test_mutating_relaycore_requests_without_api_key_are_refused(relay_app: RelayApp) -> None:
     client = relay_app(api_key="s3cret")
-    calls = [("post", "/api/v2/relaycore/stop", None), ("post", "/api/v2/relaycore/start", None),
-             ("post", ENDPOINTS, {"name": "a", "url": "http://127.0.0.1:1/"}),
-             ("delete", f"{ENDPOINTS}/a", None), ("put", "/api/v2/relaycore/policy", {"policy": "round_robin"}),
-             ("post", MESSAGE, {"payload": {}}), ("post", "/api/v2/relaycore/optimize", None)]
+    calls = [
+        ("post", "/api/v2/relaycore/stop", None),
+        ("post", "/api/v2/relaycore/start", None),
+        ("post", ENDPOINTS, {"name": "a", "url": "http://127.0.0.1:1/"}),
+        ("delete", f"{ENDPOINTS}/a", None),
+        ("put", "/api/v2/relaycore/policy", {"policy": "round_robin"}),
+        ("post", MESSAGE, {"payload": {}}),
+        ("post", "/api/v2/relaycore/optimize", None),
+    ]
     for method, path, body in calls:
         response = client.request(method, path, json=body)
         assert response.status_code == 401, (method, path)
@@ -86,16 +104,25 @@ def test_mutating_relaycore_requests_with_api_key_are_served(relay_app: RelayApp
     added = client.post(ENDPOINTS, json={"name": "a", "url": "http://127.0.0.1:1/"}, headers=key)
     assert added.status_code == 201
     bearer = {"Authorization": "Bearer s3cret"}
-    assert client.put("/api/v2/relaycore/policy", json={"policy": "peak_ewma"}, headers=bearer).status_code == 200
+    assert (
+        client.put(
+            "/api/v2/relaycore/policy", json={"policy": "peak_ewma"}, headers=bearer
+        ).status_code
+        == 200
+    )
     assert client.delete(f"{ENDPOINTS}/a", headers=key).status_code == 200
 
 
-def test_send_message_to_full_queue_returns_429_with_retry_after(relay_app: RelayApp, backends: Callable[..., Backend]) -> None:
+def test_send_message_to_full_queue_returns_429_with_retry_after(
+    relay_app: RelayApp, backends: Callable[..., Backend]
+) -> None:
     slow = backends("slow", delay_ms=1500)
     client = relay_app(endpoints={"slow": slow.url}, max_concurrency=1, queue_capacity=1)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(client.post, MESSAGE, json={"payload": {"id": i}, "priority": 5})
-                   for i in range(4)]
+        futures = [
+            pool.submit(client.post, MESSAGE, json={"payload": {"id": i}, "priority": 5})
+            for i in range(4)
+        ]
         responses = [f.result(timeout=30) for f in futures]
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200, 200, 429, 429]
@@ -104,7 +131,9 @@ def test_send_message_to_full_queue_returns_429_with_retry_after(relay_app: Rela
         assert refused.json()["reason"] == "QueueFull"
 
 
-def test_send_message_to_failing_endpoint_returns_502_and_opens_breaker(relay_app: RelayApp, backends: Callable[..., Backend]) -> None:
+def test_send_message_to_failing_endpoint_returns_502_and_opens_breaker(
+    relay_app: RelayApp, backends: Callable[..., Backend]
+) -> None:
     failing = backends("failing", fail_status=503)
     client = relay_app(endpoints={"failing": failing.url})
     statuses = {client.post(MESSAGE, json={"payload": {}}).status_code for _ in range(8)}
@@ -115,7 +144,9 @@ def test_send_message_to_failing_endpoint_returns_502_and_opens_breaker(relay_ap
     assert any(e["endpoint"] == "failing" and e["new"] == "open" for e in hub.recent("breaker"))
 
 
-def test_send_message_while_stopped_returns_503_and_resumes_after_start(relay_app: RelayApp, backends: Callable[..., Backend]) -> None:
+def test_send_message_while_stopped_returns_503_and_resumes_after_start(
+    relay_app: RelayApp, backends: Callable[..., Backend]
+) -> None:
     client = relay_app(endpoints={"a": backends("a").url})
     assert client.post("/api/v2/relaycore/stop").json() == {"running": False}
     assert client.post(MESSAGE, json={"payload": {}}).status_code == 503
@@ -127,12 +158,16 @@ def test_send_message_while_stopped_returns_503_and_resumes_after_start(relay_ap
 
 def test_set_policy_switches_and_refuses_unknown(relay_app: RelayApp) -> None:
     client = relay_app()
-    assert client.put("/api/v2/relaycore/policy", json={"policy": "least_request"}).json() == {"policy": "least_request"}
+    assert client.put("/api/v2/relaycore/policy", json={"policy": "least_request"}).json() == {
+        "policy": "least_request"
+    }
     assert client.get("/api/v2/relaycore/status").json()["policy"] == "least_request"
     assert client.put("/api/v2/relaycore/policy", json={"policy": "random"}).status_code == 422
 
 
-def test_get_status_shows_endpoints_queue_and_counters(relay_app: RelayApp, backends: Callable[..., Backend]) -> None:
+def test_get_status_shows_endpoints_queue_and_counters(
+    relay_app: RelayApp, backends: Callable[..., Backend]
+) -> None:
     client = relay_app(endpoints={"a": backends("a").url, "b": backends("b").url})
     for i in range(10):
         client.post(MESSAGE, json={"payload": {"id": i}, "priority": i % 10})
@@ -147,21 +182,27 @@ def test_get_status_shows_endpoints_queue_and_counters(relay_app: RelayApp, back
     assert components["relaycore"]["status"] == "up"
 
 
-def test_send_service_message_only_to_its_endpoints(relay_app: RelayApp,
-                                                    backends: Callable[..., Backend]) -> None:
+def test_send_service_message_only_to_its_endpoints(
+    relay_app: RelayApp, backends: Callable[..., Backend]
+) -> None:
     billing, search = backends("billing"), backends("search")
     client = relay_app(endpoints={"plain": search.url})  # RELAYCORE_ENDPOINTS: no service
     added = client.post(ENDPOINTS, json={"name": "b1", "url": billing.url, "service": "billing"})
     assert added.status_code == 201 and added.json()["service"] == "billing"
-    answers = [client.post(MESSAGE, json={"payload": {"id": i}, "service": "billing"}).json()
-               for i in range(10)]
+    answers = [
+        client.post(MESSAGE, json={"payload": {"id": i}, "service": "billing"}).json()
+        for i in range(10)
+    ]
     assert {a["endpoint"] for a in answers} == {"b1"}
-    anywhere = {client.post(MESSAGE, json={"payload": {"id": i}}).json()["endpoint"] for i in range(20)}
+    anywhere = {
+        client.post(MESSAGE, json={"payload": {"id": i}}).json()["endpoint"] for i in range(20)
+    }
     assert anywhere <= {"b1", "plain"}
 
 
-def test_send_message_for_service_without_endpoint_returns_503(relay_app: RelayApp,
-                                                               backends: Callable[..., Backend]) -> None:
+def test_send_message_for_service_without_endpoint_returns_503(
+    relay_app: RelayApp, backends: Callable[..., Backend]
+) -> None:
     client = relay_app(endpoints={"plain": backends("plain").url})
     response = client.post(MESSAGE, json={"payload": {}, "service": "nobody"})
     assert response.status_code == 503
@@ -172,12 +213,18 @@ def test_send_message_for_service_without_endpoint_returns_503(relay_app: RelayA
 def test_restore_api_endpoints_after_restart_until_deleted(relay_app: RelayApp) -> None:
     first = relay_app()
     for name in ("kept", "dropped"):
-        body = {"name": name, "url": f"http://127.0.0.1:1/{name}", "service": "svc", "max_concurrency": 7}
+        body = {
+            "name": name,
+            "url": f"http://127.0.0.1:1/{name}",
+            "service": "svc",
+            "max_concurrency": 7,
+        }
         assert first.post(ENDPOINTS, json=body).status_code == 201
     assert first.delete(f"{ENDPOINTS}/dropped").status_code == 200
     restarted = relay_app()  # a new app on the same store
     assert restarted.get(ENDPOINTS).json() == [
-        {"name": "kept", "url": "http://127.0.0.1:1/kept", "service": "svc", "max_concurrency": 7}]
+        {"name": "kept", "url": "http://127.0.0.1:1/kept", "service": "svc", "max_concurrency": 7}
+    ]
 
 
 def test_get_status_shows_each_endpoint_service(relay_app: RelayApp) -> None:

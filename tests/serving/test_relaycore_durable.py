@@ -100,7 +100,9 @@ def test_retry_message_later_waits_for_its_backoff(sqlite_engine: Engine) -> Non
     [claimed] = durable.claim(sqlite_engine, 1, lease_s=60)
     assert durable.retry_later(sqlite_engine, claimed, "boom", delay_s=30)
     assert durable.claim(sqlite_engine, 1, lease_s=60) == []
-    [again] = durable.claim(sqlite_engine, 1, lease_s=60, now=durable.now_utc() + timedelta(seconds=31))
+    [again] = durable.claim(
+        sqlite_engine, 1, lease_s=60, now=durable.now_utc() + timedelta(seconds=31)
+    )
     assert again.attempts == 2
 
 
@@ -111,7 +113,8 @@ def message_state(client: Any, message_id: str) -> dict[str, Any]:
 
 
 def test_deliver_async_message_sends_its_id_as_idempotency_key(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend], tmp_path: Path) -> None:
+    relay_app: Callable[..., Any], backends: Callable[..., Backend], tmp_path: Path
+) -> None:
     record = tmp_path / "keys.log"
     client = relay_app(endpoints={"a": backends("a", record=record).url})
     accepted = client.post(MESSAGE, json={"payload": {"id": 7}, "async": True, "priority": 8})
@@ -124,9 +127,13 @@ def test_deliver_async_message_sends_its_id_as_idempotency_key(
 
 
 def test_deliver_async_message_to_failing_endpoint_fails_after_its_attempts(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
-    client = relay_app(endpoints={"a": backends("a", fail_status=500).url}, delivery_attempts=2,
-                       delivery_backoff_s=0.05)
+    relay_app: Callable[..., Any], backends: Callable[..., Backend]
+) -> None:
+    client = relay_app(
+        endpoints={"a": backends("a", fail_status=500).url},
+        delivery_attempts=2,
+        delivery_backoff_s=0.05,
+    )
     message_id = client.post(MESSAGE, json={"payload": {}, "async": True}).json()["id"]
     wait_until(lambda: message_state(client, message_id)["state"] == "failed", 20)
     state = message_state(client, message_id)
@@ -135,7 +142,8 @@ def test_deliver_async_message_to_failing_endpoint_fails_after_its_attempts(
 
 
 def test_deliver_async_message_refused_with_4xx_fails_at_once(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
+    relay_app: Callable[..., Any], backends: Callable[..., Backend]
+) -> None:
     client = relay_app(endpoints={"a": backends("a", fail_status=400).url})
     message_id = client.post(MESSAGE, json={"payload": {}, "async": True}).json()["id"]
     wait_until(lambda: message_state(client, message_id)["state"] == "failed", 15)
@@ -144,7 +152,8 @@ def test_deliver_async_message_refused_with_4xx_fails_at_once(
 
 
 def test_deliver_async_messages_waits_while_stopped(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
+    relay_app: Callable[..., Any], backends: Callable[..., Backend]
+) -> None:
     client = relay_app(endpoints={"a": backends("a").url})
     client.post("/api/v2/relaycore/stop")
     engine = client.app.state.automatrix.engine()
@@ -185,8 +194,11 @@ def test_purge_delivered_messages_from_delivery_worker(sqlite_engine: Engine) ->
     async def never(*_: object) -> Any:
         raise AssertionError("nothing is due")
 
-    worker = DeliveryWorker(Router(never), lambda: sqlite_engine,
-                            DeliveryConfig(retention_s=0.0, purge_interval_s=3600.0, poll_s=0.01))
+    worker = DeliveryWorker(
+        Router(never),
+        lambda: sqlite_engine,
+        DeliveryConfig(retention_s=0.0, purge_interval_s=3600.0, poll_s=0.01),
+    )
 
     async def go() -> None:
         task = asyncio.create_task(worker.run())
@@ -202,12 +214,19 @@ def test_purge_delivered_messages_from_delivery_worker(sqlite_engine: Engine) ->
 
 
 def test_deliver_async_service_message_only_to_its_endpoints(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
+    relay_app: Callable[..., Any], backends: Callable[..., Backend]
+) -> None:
     billing, other = backends("billing"), backends("other")
     client = relay_app(endpoints={"other": other.url})
-    client.post("/api/v2/relaycore/endpoints", json={"name": "b1", "url": billing.url, "service": "billing"})
-    ids = [client.post(MESSAGE, json={"payload": {"id": i}, "service": "billing", "async": True}).json()["id"]
-           for i in range(5)]
+    client.post(
+        "/api/v2/relaycore/endpoints", json={"name": "b1", "url": billing.url, "service": "billing"}
+    )
+    ids = [
+        client.post(
+            MESSAGE, json={"payload": {"id": i}, "service": "billing", "async": True}
+        ).json()["id"]
+        for i in range(5)
+    ]
     states = {}
 
     def delivered() -> bool:
@@ -219,10 +238,14 @@ def test_deliver_async_service_message_only_to_its_endpoints(
 
 
 def test_fail_async_message_for_service_without_endpoint_after_attempts(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
-    client = relay_app(endpoints={"plain": backends("plain").url}, delivery_attempts=2,
-                       delivery_backoff_s=0.1)
-    message_id = client.post(MESSAGE, json={"payload": {}, "service": "nobody", "async": True}).json()["id"]
+    relay_app: Callable[..., Any], backends: Callable[..., Backend]
+) -> None:
+    client = relay_app(
+        endpoints={"plain": backends("plain").url}, delivery_attempts=2, delivery_backoff_s=0.1
+    )
+    message_id = client.post(
+        MESSAGE, json={"payload": {}, "service": "nobody", "async": True}
+    ).json()["id"]
     found: dict[str, Any] = {}
 
     def failed() -> bool:

@@ -27,7 +27,8 @@ MESSAGE = "/api/v2/relaycore/message"
 
 @pytest.mark.slow
 def test_send_messages_while_a_backend_is_killed_loses_none(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend], tmp_path: Path) -> None:
+    relay_app: Callable[..., Any], backends: Callable[..., Backend], tmp_path: Path
+) -> None:
     started = [backends(name, delay_ms=20) for name in ("a", "b", "c")]
     client = relay_app(endpoints={b.name: b.url for b in started})
     total = 300
@@ -36,6 +37,7 @@ def test_send_messages_while_a_backend_is_killed_loses_none(
         transport = httpx.ASGITransport(app=client.app)
         results: list[tuple[int, int, Any]] = []
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+
             async def one(i: int) -> None:
                 if i == total // 3:
                     started[0].kill()  # mid-load: calls in flight to it fail and are retried
@@ -67,20 +69,31 @@ def keys_received(record: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_deliver_async_messages_after_api_is_killed_reaches_every_one(
-        backends: Callable[..., Backend], tmp_path: Path, empty_mlflow_db: Path) -> None:
+    backends: Callable[..., Backend], tmp_path: Path, empty_mlflow_db: Path
+) -> None:
     record = tmp_path / "received.log"
     receiver = backends("receiver", delay_ms=150, workers=4, record=record)
     port = free_port()
-    env = relay_environment(tmp_path, empty_mlflow_db, lease_s=2, max_concurrency=4,
-                            delivery_concurrency=8, delivery_backoff_s=0.2)
+    env = relay_environment(
+        tmp_path,
+        empty_mlflow_db,
+        lease_s=2,
+        max_concurrency=4,
+        delivery_concurrency=8,
+        delivery_backoff_s=0.2,
+    )
     env["RELAYCORE_ENDPOINTS"] = f"receiver={receiver.url}"
     log = tmp_path / "api.log"
     api = api_process(env, port, log)
     base = f"http://127.0.0.1:{port}"
     total = 60
     try:
-        ids = [httpx.post(base + MESSAGE, json={"payload": {"id": i}, "async": True}, timeout=10)
-               .json()["id"] for i in range(total)]
+        ids = [
+            httpx.post(
+                base + MESSAGE, json={"payload": {"id": i}, "async": True}, timeout=10
+            ).json()["id"]
+            for i in range(total)
+        ]
         wait_until(lambda: len(keys_received(record)) >= 8, 30)
         api.send_signal(signal.SIGKILL)  # messages are in flight at the receiver right now
         api.wait(timeout=10)
@@ -98,5 +111,6 @@ def test_deliver_async_messages_after_api_is_killed_reaches_every_one(
 
 
 def _states(base: str, ids: list[str]) -> Counter[str]:
-    return Counter(httpx.get(f"{base}/api/v2/relaycore/messages/{i}", timeout=10).json()["state"]
-                   for i in ids)
+    return Counter(
+        httpx.get(f"{base}/api/v2/relaycore/messages/{i}", timeout=10).json()["state"] for i in ids
+    )

@@ -22,7 +22,8 @@ def test_optimize_without_observations_returns_409(relay_app: Callable[..., Any]
 
 
 def test_optimize_after_traffic_logs_trials_and_reports_before_and_after(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
+    relay_app: Callable[..., Any], backends: Callable[..., Backend]
+) -> None:
     fast, slow = backends("fast", delay_ms=2), backends("slow", delay_ms=15)
     client = relay_app(endpoints={"fast": fast.url, "slow": slow.url})
     for i in range(60):
@@ -37,15 +38,17 @@ def test_optimize_after_traffic_logs_trials_and_reports_before_and_after(
     mlflow = MlflowClient(tracking_uri=client.app.state.automatrix.settings.mlflow_tracking_uri)
     parent = mlflow.get_run(found["mlflow_run_id"])
     assert "before_p99_ms" in parent.data.metrics and "after_p99_ms" in parent.data.metrics
-    children = mlflow.search_runs([parent.info.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = mlflow.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     assert len(children) == 4
     status = client.get("/api/v2/relaycore/status").json()
     assert status["last_optimization"]["mlflow_run_id"] == found["mlflow_run_id"]
 
 
 def test_send_message_with_oversized_answer_returns_502(
-        relay_app: Callable[..., Any], backends: Callable[..., Backend]) -> None:
+    relay_app: Callable[..., Any], backends: Callable[..., Backend]
+) -> None:
     client = relay_app(endpoints={"a": backends("a").url}, max_response_bytes=8)
     response = client.post(MESSAGE, json={"payload": {"id": 1}})
     assert response.status_code == 502

@@ -71,7 +71,8 @@ def test_walk_every_mutating_route_with_key_is_not_401(locked: TestClient) -> No
 
 @pytest.mark.parametrize(("method", "path"), sorted(EXPENSIVE))
 def test_post_expensive_endpoint_over_rate_is_429_with_retry_after(
-        champion: str, monkeypatch: pytest.MonkeyPatch, method: str, path: str) -> None:
+    champion: str, monkeypatch: pytest.MonkeyPatch, method: str, path: str
+) -> None:
     from serving.app import create_app
 
     monkeypatch.setenv("RATE_LIMIT_BURST", "2")

@@ -32,12 +32,21 @@ with TestClient(create_app()) as client:
 def test_the_store_and_prefect_are_loaded_before_the_heap_is_frozen(
     tmp_path: Path, empty_mlflow_db: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("API_KEY", "RELAYCORE_ENDPOINTS", "ENVIRONMENT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("API_KEY", "RELAYCORE_ENDPOINTS", "ENVIRONMENT")
+    }
     env |= support.relay_environment(tmp_path, empty_mlflow_db) | {"PYTHONPATH": str(ROOT)}
 
-    done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])

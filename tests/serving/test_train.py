@@ -19,8 +19,10 @@ METRICS = ("cpu_usage", "memory_usage", "network_latency", "error_rate", "reques
 def labelled_rows(n: int = 120) -> list[dict[str, float]]:
     x = metric_rows(n, seed=5)
     y = np.clip(1 - x[:, 3] / 100, 0, 1)
-    return [{**dict(zip(METRICS, row.tolist(), strict=True)), "performance_score": float(t)}
-            for row, t in zip(x, y, strict=True)]
+    return [
+        {**dict(zip(METRICS, row.tolist(), strict=True)), "performance_score": float(t)}
+        for row, t in zip(x, y, strict=True)
+    ]
 
 
 def flow_run_state(flow_run_id: str) -> str | None:
@@ -47,7 +49,11 @@ def test_train_with_data_starts_a_real_prefect_flow_run(prefect_client: TestClie
     run_id = started["flow_run_id"]
     assert started["prefect_ui_url"] == f"http://127.0.0.1:4200/runs/flow-run/{run_id}"
     assert started["deployment"] is None  # no deployment on this Prefect server: run in-process
-    wait_for(lambda: flow_run_state(run_id) in ("Completed", "Failed", "Crashed"), timeout=90, interval=0.5)
+    wait_for(
+        lambda: flow_run_state(run_id) in ("Completed", "Failed", "Crashed"),
+        timeout=90,
+        interval=0.5,
+    )
     assert flow_run_state(run_id) == "Completed"
     status = prefect_client.get("/api/v2/neuroweaver/status").json()
     run = next(r for r in status["runs"] if r["flow_run_id"] == run_id)
@@ -68,12 +74,18 @@ def test_train_when_disabled_is_403(champion: str, monkeypatch: pytest.MonkeyPat
     assert "ENABLE_ML_TRAINING=false" in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    ({"trials": 0}, "trials: Input should be greater than or equal to 1"),
-    ({"data": labelled_rows(10)}, "data: List should have at least 50 items"),
-    ({"data": [{**r, "performance_score": 2.0} for r in labelled_rows(60)]}, "data.0.performance_score"),
-    ({"epochs": 3}, "epochs: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"trials": 0}, "trials: Input should be greater than or equal to 1"),
+        ({"data": labelled_rows(10)}, "data: List should have at least 50 items"),
+        (
+            {"data": [{**r, "performance_score": 2.0} for r in labelled_rows(60)]},
+            "data.0.performance_score",
+        ),
+        ({"epochs": 3}, "epochs: Extra inputs are not permitted"),
+    ],
+)
 def test_train_invalid_body_is_422(client: TestClient, body: dict, reason: str) -> None:
     response = client.post(TRAIN, json=body)
     assert response.status_code == 422
@@ -81,7 +93,11 @@ def test_train_invalid_body_is_422(client: TestClient, body: dict, reason: str) 
 
 
 def test_training_status_lists_no_runs_on_a_fresh_store(client: TestClient) -> None:
-    assert client.get("/api/v2/neuroweaver/status").json() == {"enabled": True, "running": 0, "runs": []}
+    assert client.get("/api/v2/neuroweaver/status").json() == {
+        "enabled": True,
+        "running": 0,
+        "runs": [],
+    }
 
 
 def _with_deployment(action: str, deployment_id: object = None) -> object:

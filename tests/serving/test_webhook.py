@@ -26,20 +26,28 @@ SECRET = "webhook-secret-for-tests"
 KEY = "api-key-for-webhook-tests"
 
 
-def delivery(body: dict, secret: str = SECRET, sent_at: float | None = None,
-             delivery_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+def delivery(
+    body: dict, secret: str = SECRET, sent_at: float | None = None, delivery_id: str | None = None
+) -> tuple[bytes, dict[str, str]]:
     """A body and the headers MLflow sends with it."""
     raw = json.dumps(body).encode()
     timestamp = str(int(time.time() if sent_at is None else sent_at))
     delivery_id = delivery_id or str(uuid.uuid4())
-    return raw, {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery_id,
-                 "X-MLflow-Timestamp": timestamp,
-                 "X-MLflow-Signature": sign(secret, delivery_id, timestamp, raw)}
+    return raw, {
+        "Content-Type": "application/json",
+        "X-MLflow-Delivery-Id": delivery_id,
+        "X-MLflow-Timestamp": timestamp,
+        "X-MLflow-Signature": sign(secret, delivery_id, timestamp, raw),
+    }
 
 
 def alias_event(version: str, name: str = NAME, alias: str = "champion") -> dict:
-    return {"entity": "model_version_alias", "action": "created", "timestamp": "2026-11-26T08:00:00Z",
-            "data": {"name": name, "alias": alias, "version": version}}
+    return {
+        "entity": "model_version_alias",
+        "action": "created",
+        "timestamp": "2026-11-26T08:00:00Z",
+        "data": {"name": name, "alias": alias, "version": version},
+    }
 
 
 @pytest.fixture
@@ -63,11 +71,13 @@ def test_our_signature_is_the_one_mlflow_sends() -> None:
     from mlflow.webhooks.delivery import _generate_hmac_signature
 
     assert sign("k", "id-1", "1700000000", b'{"a": 1}') == _generate_hmac_signature(
-        "k", "id-1", "1700000000", '{"a": 1}')
+        "k", "id-1", "1700000000", '{"a": 1}'
+    )
 
 
 def test_signed_alias_event_swaps_the_champion_without_waiting_for_the_poll(
-        hooked: TestClient, model_registry: Registry) -> None:
+    hooked: TestClient, model_registry: Registry
+) -> None:
     new = model_registry.good[1]
     set_champion(new)
     raw, headers = delivery(alias_event(new))
@@ -81,16 +91,26 @@ def test_a_replayed_delivery_is_acted_on_once(hooked: TestClient, model_registry
     assert hooked.post(HOOK, content=raw, headers=headers).json()["reloading"] is True
     again = hooked.post(HOOK, content=raw, headers=headers)
     assert again.status_code == 202 and again.json() == {
-        "reloading": False, "detail": "this delivery was already handled"}
+        "reloading": False,
+        "detail": "this delivery was already handled",
+    }
 
 
-@pytest.mark.parametrize(("secret", "sent_at", "reason"), [
-    ("another-secret", None, "does not match MLFLOW_WEBHOOK_SECRET"),
-    (SECRET, time.time() - 3600, "more than 300 s old"),
-])
+@pytest.mark.parametrize(
+    ("secret", "sent_at", "reason"),
+    [
+        ("another-secret", None, "does not match MLFLOW_WEBHOOK_SECRET"),
+        (SECRET, time.time() - 3600, "more than 300 s old"),
+    ],
+)
 def test_forged_or_stale_delivery_is_401_and_changes_nothing(
-        hooked: TestClient, champion: str, model_registry: Registry, secret: str,
-        sent_at: float | None, reason: str) -> None:
+    hooked: TestClient,
+    champion: str,
+    model_registry: Registry,
+    secret: str,
+    sent_at: float | None,
+    reason: str,
+) -> None:
     set_champion(model_registry.good[1])
     raw, headers = delivery(alias_event(model_registry.good[1]), secret=secret, sent_at=sent_at)
     answer = hooked.post(HOOK, content=raw, headers=headers)
@@ -100,8 +120,11 @@ def test_forged_or_stale_delivery_is_401_and_changes_nothing(
 
 
 def test_events_about_another_model_or_alias_are_ignored(hooked: TestClient) -> None:
-    for event in (alias_event("2", name="other-model"), alias_event("2", alias="challenger"),
-                  {"entity": "model_version", "action": "created", "data": {"name": NAME}}):
+    for event in (
+        alias_event("2", name="other-model"),
+        alias_event("2", alias="challenger"),
+        {"entity": "model_version", "action": "created", "data": {"name": NAME}},
+    ):
         raw, headers = delivery(event)
         answer = hooked.post(HOOK, content=raw, headers=headers)
         assert answer.status_code == 202 and answer.json()["reloading"] is False
@@ -110,13 +133,15 @@ def test_events_about_another_model_or_alias_are_ignored(hooked: TestClient) -> 
 def test_signed_body_that_is_not_an_event_is_422(hooked: TestClient) -> None:
     raw = b"not json"
     _, headers = delivery({})
-    headers["X-MLflow-Signature"] = sign(SECRET, headers["X-MLflow-Delivery-Id"],
-                                         headers["X-MLflow-Timestamp"], raw)
+    headers["X-MLflow-Signature"] = sign(
+        SECRET, headers["X-MLflow-Delivery-Id"], headers["X-MLflow-Timestamp"], raw
+    )
     assert hooked.post(HOOK, content=raw, headers=headers).status_code == 422
 
 
 def test_unsigned_call_is_an_operator_reload_that_needs_the_api_key(
-        hooked: TestClient, model_registry: Registry) -> None:
+    hooked: TestClient, model_registry: Registry
+) -> None:
     assert hooked.post(HOOK).status_code == 401
     new = model_registry.good[1]
     set_champion(new)
@@ -137,10 +162,23 @@ def mlflow_server(api_settings, champion: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, **MLFLOW_LOCAL_WEBHOOKS}
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
-         api_settings.mlflow_tracking_uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=(tmp_path / "mlflow.log").open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            api_settings.mlflow_tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=(tmp_path / "mlflow.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(f"{url}/health"), timeout=90, interval=0.5)
@@ -166,7 +204,8 @@ def webhook_env(api_settings, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 def test_alias_moved_through_a_real_mlflow_server_is_served_within_seconds(
-        webhook_env: None, live_server: LiveServer, mlflow_server: str, model_registry: Registry) -> None:
+    webhook_env: None, live_server: LiveServer, mlflow_server: str, model_registry: Registry
+) -> None:
     from mlflow import MlflowClient
 
     from serving.webhook import ensure_webhook
