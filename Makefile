@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint clean
 
 # Torch is installed first and pinned to the CPU build (torch==2.13.0, found on this
 # machine's disk) so that no dependency can pull a CUDA build of several GB.
@@ -20,11 +20,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/automatrix up
 
-test: $(STAMP)
+# The lint runs first, so that CI holds the floor plan (docs/architecture.md) and the house style.
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy flows serving routing monitoring
 
 clean:

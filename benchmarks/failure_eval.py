@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from monitoring.failure import (  # noqa: E402
+from monitoring.assess.failure import (
     ServiceSignals,
     evaluate_alarms,
     failure_risk,

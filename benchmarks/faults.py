@@ -224,9 +224,9 @@ def scenario_trainer() -> dict[str, object]:
     import optuna
     from mlflow import MlflowClient
 
-    from flows.ingest import store_engine
-    from monitoring import ingestion
     from monitoring.sources.simulator import simulate
+    from monitoring.store import ingestion
+    from monitoring.store.engine import open_store
 
     with tempfile.TemporaryDirectory(prefix="automatrix-trainer-") as tmp:
         root = Path(tmp)
@@ -240,7 +240,7 @@ def scenario_trainer() -> dict[str, object]:
         }
         end = datetime.now(UTC).replace(second=0, microsecond=0)
         ingestion.store_batch(
-            store_engine(env["DATABASE_URL"]), list(simulate(end - timedelta(days=2), end).samples)
+            open_store(env["DATABASE_URL"]), list(simulate(end - timedelta(days=2), end).samples)
         )
         base = [AUTOMATRIX, "train", "--window-days", "3", "--max-epochs", "3"]
         first = json.loads(

@@ -18,7 +18,7 @@ import pandas as pd
 from statsforecast.models import AutoETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from monitoring.forecasting import DAY, MAX_HISTORY, MAX_POINTS, forecast_capacity  # noqa: E402
+from monitoring.assess.forecasting import DAY, MAX_HISTORY, MAX_POINTS, forecast_capacity  # noqa: E402
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "nab" / "data"
 OUT = Path(__file__).resolve().parent / "out"

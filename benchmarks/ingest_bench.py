@@ -21,10 +21,10 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import create_engine, text
 
-from monitoring import ingestion, migrate
 from monitoring.samples import Sample
 from monitoring.sources.simulator import simulate
-from monitoring.store import make_engine
+from monitoring.store import ingestion, migrate
+from monitoring.store.engine import make_engine
 
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 COLUMNS = (

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from monitoring.anomaly import MetricAnomalyDetector, detect_files  # noqa: E402
+from monitoring.anomaly.services import MetricAnomalyDetector, detect_files  # noqa: E402
 
 # (standard, low FP, low FN) on these 35 files, from ../shared/nab/README.md.
 REFERENCES = {

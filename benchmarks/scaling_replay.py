@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from monitoring.forecasting import Forecast, forecast_capacity  # noqa: E402
-from monitoring.scaling import (  # noqa: E402
+from monitoring.assess.forecasting import Forecast, forecast_capacity  # noqa: E402
+from monitoring.assess.scaling import (
     HorizontalAutoscaler,
     MetricSample,
     PredictiveAutoscaler,

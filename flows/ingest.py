@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.engine import Engine
 
-from monitoring import ingestion, migrate
+from monitoring.config import get_settings
 from monitoring.sources import csv_files, prometheus, simulator
-from monitoring.store import make_engine
-from serving.settings import get_settings
+from monitoring.store import ingestion
+from monitoring.store.engine import open_store
 
 Source = Literal["simulator", "prometheus", "csv"]
 DEFAULT_BACKFILL = timedelta(days=3)
-
-
-@cache
-def store_engine(url: str) -> Engine:
-    """One migrated engine per store URL for this process."""
-    migrate.upgrade(url)
-    return make_engine(url)
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -34,7 +25,7 @@ def resolve_window(
     """An explicit window, or what came since the last run of this source (three days at first)."""
     end = (end or datetime.now(UTC)).astimezone(UTC)
     if start is None:
-        previous = ingestion.last_window_end(store_engine(get_settings().database_url), source)
+        previous = ingestion.last_window_end(open_store(get_settings().database_url), source)
         start = previous if previous is not None else end - DEFAULT_BACKFILL
     start = start.astimezone(UTC)
     if start >= end:
@@ -50,7 +41,7 @@ def fetch(
 ) -> list[Any]:
     if source == "simulator":
         window = simulator.simulate(start, end)
-        ingestion.store_incidents(store_engine(get_settings().database_url), window.incidents)
+        ingestion.store_incidents(open_store(get_settings().database_url), window.incidents)
         return list(window.samples)
     if source == "prometheus":
         return prometheus.fetch(prometheus_url, start, end)
@@ -61,12 +52,12 @@ def fetch(
 
 @task(retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def store(rows: list[Any]) -> ingestion.IngestReport:
-    return ingestion.store_batch(store_engine(get_settings().database_url), rows)
+    return ingestion.store_batch(open_store(get_settings().database_url), rows)
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def record(source: Source, start: datetime, end: datetime, report: ingestion.IngestReport) -> None:
-    ingestion.record_run(store_engine(get_settings().database_url), source, start, end, report)
+    ingestion.record_run(open_store(get_settings().database_url), source, start, end, report)
 
 
 @flow(name="metrics-ingest", log_prints=True)

@@ -13,14 +13,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.ingest import store_engine
-from monitoring import orchestrator
-from monitoring.healing_actions import Mode
-from monitoring.healing_executors import base_executors, http_endpoints
-from monitoring.healing_policy import ModelHealth
-from monitoring.insights import Assessment, Predictor
-from monitoring.orchestrator_config import get_orchestrator_settings
-from serving.settings import get_settings
+from flows.relaycore_client import http_endpoints, relaycore_executors
+from monitoring.assess.insights import Assessment, Predictor
+from monitoring.config import get_orchestrator_settings, get_settings
+from monitoring.healing.actions import Mode
+from monitoring.healing.executors import base_executors
+from monitoring.healing.policy import ModelHealth
+from monitoring.orchestrator import cycle as orchestrator
+from monitoring.store.engine import open_store
 
 
 def _context(
@@ -29,11 +29,11 @@ def _context(
     settings, config = get_settings(), get_orchestrator_settings()
     key = settings.api_key.get_secret_value() if settings.api_key else None
     context = orchestrator.OrchestratorContext(
-        engine=store_engine(settings.database_url),
+        engine=open_store(settings.database_url),
         settings=config,
         predictor=predictor,
         model=model,
-        executors=base_executors(config, key),
+        executors={**base_executors(config), **relaycore_executors(config, key)},
     )
     if config.orchestrator_api_url:
         context.endpoints = http_endpoints(config)
@@ -50,7 +50,7 @@ def load_champion(now: datetime) -> tuple[Predictor | None, ModelHealth | None]:
     """NeuroWeaver's champion and its recent health; (None, None) when there is none."""
     import mlflow
 
-    from monitoring.model_health import model_health
+    from monitoring.assess.model_health import model_health
     from monitoring.neuroweaver import registry
 
     settings = get_settings()
@@ -62,7 +62,7 @@ def load_champion(now: datetime) -> tuple[Predictor | None, ModelHealth | None]:
     except registry.ModelLoadError as exc:
         get_run_logger().warning("no predicted score this run: %s", exc)
         return None, None
-    engine = store_engine(settings.database_url)
+    engine = open_store(settings.database_url)
     health = model_health(
         engine, model.predict, settings.model_name, version, settings.model_alias, now
     )

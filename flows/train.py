@@ -17,8 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from flows.ingest import store_engine
-from monitoring import progress
+from monitoring.config import Settings, get_settings
 from monitoring.neuroweaver import registry
 from monitoring.neuroweaver.labels import label_frame, samples_frame, xy
 from monitoring.neuroweaver.search import SearchResult, SearchSettings, log_baselines, run_search
@@ -29,8 +28,9 @@ from monitoring.neuroweaver.training import (
     labelled_rows_frame,
     split_by_time,
 )
-from monitoring.store import read_samples
-from serving.settings import Settings, get_settings
+from monitoring.store import progress
+from monitoring.store.engine import open_store
+from monitoring.store.metrics import read_samples
 
 EXPERIMENT = "neuroweaver"
 
@@ -61,7 +61,7 @@ def load_frame(window_days: float, data: list[dict[str, Any]] | None) -> Any:
     """Labelled rows given by the caller, or the store's last `window_days` labelled by the SLO rule."""
     if data is not None:
         return labelled_rows_frame(data)
-    engine = store_engine(get_settings().database_url)
+    engine = open_store(get_settings().database_url)
     since = datetime.now(UTC) - timedelta(days=window_days)
     with Session(engine) as session:
         samples = read_samples(session, start=since)
@@ -97,7 +97,7 @@ def open_parent_run(trials: int, window_days: float, rows: int) -> ParentRun:
 
 @task(cache_policy=NO_CACHE)
 def search(split: Split, settings: SearchSettings, parent: ParentRun, run_id: str) -> SearchResult:
-    reporter = progress.ThrottledReporter(store_engine(get_settings().database_url), run_id)
+    reporter = progress.ThrottledReporter(open_store(get_settings().database_url), run_id)
     return run_search(split, settings, parent.experiment_id, parent.run_id, reporter)
 
 
@@ -176,7 +176,7 @@ def train_flow(
     settings = get_settings()
     logger = get_run_logger()
     run_id = uuid.uuid4().hex
-    engine = store_engine(settings.database_url)
+    engine = open_store(settings.database_url)
     progress.start(engine, run_id, trials, str(runtime.flow_run.id or "") or None)
     for tag in runtime.flow_run.tags or []:
         if tag.startswith("request-id:"):  # started by an API request: say which one

@@ -1,4 +1,8 @@
-"""RelayCore: routing policies, circuit breakers and queues, as pure logic with injected clock, randomness and transport."""
+"""RelayCore's pure core: routing policies, circuit breakers, queues and retries, with the clock,
+randomness and transport injected.
+
+Imports: the standard library only (import-linter contracts in pyproject.toml); serving/relaycore
+wires it to HTTP."""
 
 from routing.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
 from routing.endpoints import Endpoint, InvalidEndpoint, parse_endpoints

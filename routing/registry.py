@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from routing.breaker import BreakerConfig, BreakerEvent, BreakerListener, CircuitBreaker
 from routing.endpoints import (
@@ -44,22 +45,25 @@ class RouterConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
 
 
+class RegistryOptions(TypedDict, total=False):
+    """How a Registry (or a Router) is built; each is optional: policy "adaptive", the default
+    config, the monotonic clock, a fresh Random and the adaptive policy's default parameters."""
+
+    policy: str | Policy
+    config: RouterConfig | None
+    clock: Callable[[], float]
+    rng: random.Random | None
+    adaptive_params: AdaptiveParams | None
+
+
 class Registry:
     """Endpoints, breakers, policy and lifecycle; everything but sending."""
 
-    def __init__(
-        self,
-        *,
-        policy: str | Policy = "adaptive",
-        config: RouterConfig | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-        adaptive_params: AdaptiveParams | None = None,
-    ) -> None:
-        self.config = config or RouterConfig()
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._adaptive_params = adaptive_params
+    def __init__(self, **options: Unpack[RegistryOptions]) -> None:
+        self.config = options.get("config") or RouterConfig()
+        self._clock = options.get("clock", time.monotonic)
+        self._rng = options.get("rng") or random.Random()
+        self._adaptive_params = options.get("adaptive_params")
         self._states: dict[str, EndpointState] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._record = LatencyRecord(self.config.record_size)
@@ -67,7 +71,7 @@ class Registry:
         self._listeners: list[BreakerListener] = []
         self.counters = Counters()
         self.running = True
-        self._policy = self._build_policy(policy)
+        self._policy = self._build_policy(options.get("policy", "adaptive"))
 
     # --- endpoints -------------------------------------------------------------------------
 

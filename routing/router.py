@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from routing.breaker import BreakerState
 from routing.endpoints import (
@@ -29,10 +27,10 @@ from routing.errors import (
     QueueFull,
     RouterStopped,
 )
-from routing.policies import AdaptiveParams, Policy
 from routing.queue import PRIORITY_MIN, PriorityQueue, QueuedItem, check_priority
 from routing.record import Observation
-from routing.registry import Registry, RouterConfig
+from routing.registry import Registry, RegistryOptions
+from routing.registry import RouterConfig as RouterConfig  # re-exported: callers build both here
 from routing.retry import RetryBudget
 from routing.status import QueueStatus, RouterStatus, endpoint_status
 
@@ -94,19 +92,8 @@ class _Waiting:
 
 
 class Router(Registry):
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        policy: str | Policy = "adaptive",
-        config: RouterConfig | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-        adaptive_params: AdaptiveParams | None = None,
-    ) -> None:
-        super().__init__(
-            policy=policy, config=config, clock=clock, rng=rng, adaptive_params=adaptive_params
-        )
+    def __init__(self, transport: Transport, **options: Unpack[RegistryOptions]) -> None:
+        super().__init__(**options)
         self._transport = transport
         self._queue: PriorityQueue[_Waiting] = PriorityQueue(
             self.config.queue_capacity, self.config.aging_s

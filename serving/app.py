@@ -25,27 +25,23 @@ from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
 from starlette.requests import ClientDisconnect
 
-from serving import live, models, predict
-from serving.batching import MicroBatcher
-from serving.events import EventHub, set_default_hub
-from serving.logs import RequestId, configure_logging, install_redaction
-from serving.middleware import BodySizeLimit, RequestTimer
+from serving.ecosystem import api as ecosystem
+from serving.ecosystem import dashboard, ingest, live
+from serving.ecosystem import performance as analytics
+from serving.ecosystem.events import EventHub, set_default_hub
+from serving.http import health
+from serving.http.logs import RequestId, configure_logging, install_redaction
+from serving.http.middleware import BodySizeLimit, RequestTimer
+from serving.http.ratelimit import RateLimit
+from serving.http.ratelimit import document as document_rate_limits
+from serving.http.security import require_api_key
+from serving.neuroweaver import api as neuroweaver
+from serving.neuroweaver import models, predict, webhooks
+from serving.neuroweaver import versions as registry
+from serving.neuroweaver.batching import MicroBatcher
 from serving.orchestrator.api import router as orchestrator_router
-from serving.ratelimit import RateLimit
-from serving.ratelimit import document as document_rate_limits
 from serving.relaycore.api import router as relaycore_router
-from serving.routers import (
-    analytics,
-    dashboard,
-    ecosystem,
-    health,
-    ingest,
-    neuroweaver,
-    registry,
-    webhooks,
-)
-from serving.security import require_api_key
-from serving.settings import Settings, get_settings
+from serving.settings import ServingSettings, get_settings
 from serving.state import AppState, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -64,7 +60,7 @@ ROUTERS = [
 FIRST_LOAD_TIMEOUT_S = 60.0
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: ServingSettings | None = None) -> FastAPI:
     """A new app; nothing heavy happens until its lifespan starts."""
     install_redaction()  # before the settings: a bad one's error must not leak a password
     settings = settings or get_settings()
@@ -156,7 +152,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         set_default_hub(None)
 
 
-def _prepare_runtime(settings: Settings) -> None:
+def _prepare_runtime(settings: ServingSettings) -> None:
     import mlflow
     import torch
 
@@ -177,10 +173,10 @@ async def _first_load(state: AppState) -> None:
 
 
 async def _open_store(state: AppState) -> None:
-    """Opens the metric store before the heap is frozen: opening it imports Prefect's modules
-    (its engine lives with the ingest flow), and opened later they stayed in the collector's
-    oldest generation, where each full pass walked them: 50-60 ms pauses every ~10 s under
-    RelayCore's load. An unreachable store is no reason not to start; handlers answer 503."""
+    """Opens the metric store before the heap is frozen: SQLAlchemy's dialect and driver modules
+    load on the first connection, and loaded later they would stay in the collector's oldest
+    generation, where each full pass walks them. An unreachable store is no reason not to
+    start; handlers answer 503."""
     with contextlib.suppress(StoreUnavailable, TimeoutError):
         await asyncio.wait_for(asyncio.to_thread(state.engine), FIRST_LOAD_TIMEOUT_S)
 

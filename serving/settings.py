@@ -1,36 +1,24 @@
-"""One validated settings object, read once from the environment and cached."""
+"""The API's settings: the core settings (`monitoring.config`) plus HTTP, UI links and RelayCore."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
+
+from monitoring.config import Settings, cached
 
 Policy = Literal["round_robin", "least_request", "peak_ewma", "adaptive"]
 
 
-class Settings(BaseSettings):
-    """Every setting AutoMatrix reads, each with a safe default (see DESIGN.md)."""
+class ServingSettings(Settings):
+    """Every setting the API process reads, each with a safe default."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
-
-    database_url: str = "sqlite:///data/automatrix.db"
-    mlflow_tracking_uri: str = "sqlite:///mlruns/mlflow.db"
-    optuna_storage: str = "sqlite:///data/optuna.db"
-    prefect_api_url: str | None = None
-    model_name: str = Field(default="neuroweaver", min_length=1)
-    model_alias: str = Field(default="champion", min_length=1)
-    api_key: SecretStr | None = None
-    mlflow_webhook_secret: SecretStr | None = None  # signs MLflow's alias webhooks (see README)
+    mlflow_webhook_secret: SecretStr | None = None  # signs MLflow's alias webhooks
     environment: Literal["development", "test", "staging", "production"] = "development"
     debug: bool = False
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    model_save_path: Path = Path("mlruns/models")
-    enable_ml_training: bool = True
     relaycore_policy: Policy = "adaptive"
     relaycore_endpoints: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     model_reload_interval: float = Field(default=10.0, gt=0)
@@ -47,24 +35,6 @@ class Settings(BaseSettings):
     # Training and the two optimisations: calls per minute per client and endpoint, and burst.
     rate_limit_per_minute: float = Field(default=6.0, gt=0)
     rate_limit_burst: int = Field(default=3, gt=0)
-
-    @field_validator("database_url", "optuna_storage")
-    @classmethod
-    def _parsable_sql_url(cls, value: str) -> str:
-        try:
-            make_url(value)
-        except Exception:  # sqlalchemy's text would repeat the URL, password included
-            raise ValueError("not a SQLAlchemy database URL (expected dialect://...)") from None
-        return value
-
-    @field_validator("mlflow_tracking_uri")
-    @classmethod
-    def _parsable_tracking_uri(cls, value: str) -> str:
-        if "://" not in value and not value.startswith(("/", ".")):
-            raise ValueError(
-                "expected a URI such as sqlite:///mlruns/mlflow.db or http://host:5000"
-            )
-        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -87,7 +57,7 @@ class Settings(BaseSettings):
         return endpoints
 
     @model_validator(mode="after")
-    def _production_is_locked_down(self) -> Settings:
+    def _production_is_locked_down(self) -> ServingSettings:
         if self.environment == "production":
             if self.api_key is None or not self.api_key.get_secret_value():
                 raise ValueError("ENVIRONMENT=production requires API_KEY")
@@ -96,7 +66,43 @@ class Settings(BaseSettings):
         return self
 
 
-@lru_cache
-def get_settings() -> Settings:
-    """The process-wide settings; tests call `get_settings.cache_clear()` after changing env."""
-    return Settings()
+class RelayCoreSettings(BaseSettings):
+    """Timeouts, limits and delivery behaviour; each has a safe default."""
+
+    model_config = SettingsConfigDict(env_prefix="RELAYCORE_", extra="ignore", env_file=".env")
+
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    read_timeout_s: float = Field(default=10.0, gt=0)
+    max_response_bytes: int = Field(default=1_000_000, gt=0)
+    max_connections: int = Field(default=512, gt=0)
+    max_concurrency: int = Field(default=32, gt=0)  # per endpoint
+    queue_capacity: int = Field(default=1000, gt=0)
+    # Share of the endpoints' slots that priorities below 5 leave free for urgent messages.
+    reserve_share: float = Field(default=0.25, ge=0, lt=1)
+    max_attempts: int = Field(default=3, gt=0)  # endpoints tried per message
+    deadline_s: float = Field(default=30.0, gt=0)  # default deadline of a synchronous message
+    # Durable (async) delivery.
+    lease_s: float = Field(default=60.0, gt=0)  # a claim older than this is presumed dead
+    delivery_attempts: int = Field(default=8, gt=0)
+    delivery_backoff_s: float = Field(default=0.5, gt=0)
+    delivery_backoff_max_s: float = Field(default=60.0, gt=0)
+    delivery_concurrency: int = Field(default=64, gt=0)
+    delivery_poll_s: float = Field(default=1.0, gt=0)
+    # Delivered and failed messages are deleted this long after their last change.
+    retention_hours: float = Field(default=72.0, gt=0)
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+    # Health hints from the metric store and NeuroWeaver; status pushed to the live feed.
+    hint_interval_s: float = Field(default=30.0, gt=0)
+    status_interval_s: float = Field(default=2.0, gt=0)
+
+
+@cached
+def get_settings() -> ServingSettings:
+    """The API process's settings, read once; `monitoring.config.reset()` forgets them."""
+    return ServingSettings()
+
+
+@cached
+def get_relaycore_settings() -> RelayCoreSettings:
+    """RelayCore's knobs, read once; `monitoring.config.reset()` forgets them."""
+    return RelayCoreSettings()

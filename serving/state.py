@@ -11,12 +11,12 @@ from fastapi import Depends, HTTPException, Request
 from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy.engine import Engine
 
-from serving.analytics import PredictionLog, RequestStats
-from serving.batching import MicroBatcher
-from serving.events import EventHub
-from serving.models import LoadedModel, ModelHolder
-from serving.settings import Settings
-from serving.webhook import RecentDeliveries
+from serving.ecosystem.analytics import PredictionLog, RequestStats
+from serving.ecosystem.events import EventHub
+from serving.neuroweaver.batching import MicroBatcher
+from serving.neuroweaver.models import LoadedModel, ModelHolder
+from serving.neuroweaver.signatures import RecentDeliveries
+from serving.settings import ServingSettings
 
 ComponentProbe = Callable[[], dict[str, Any]]
 
@@ -25,7 +25,7 @@ ComponentProbe = Callable[[], dict[str, Any]]
 class AppState:
     """Everything one running API holds; built in `create_app`, started by the lifespan."""
 
-    settings: Settings
+    settings: ServingSettings
     holder: ModelHolder
     hub: EventHub
     batcher: MicroBatcher
@@ -64,9 +64,9 @@ class AppState:
 
     @cached_property
     def _engine(self) -> Engine:
-        from flows.ingest import store_engine
+        from monitoring.store.engine import open_store
 
-        return store_engine(self.settings.database_url)
+        return open_store(self.settings.database_url)
 
     def engine(self) -> Engine:
         """The migrated metric store engine; raises StoreUnavailable (503) when it cannot be opened."""
@@ -91,7 +91,7 @@ async def get_state(request: Request) -> AppState:
     return request.app.state.automatrix  # type: ignore[no-any-return]
 
 
-async def get_settings_dep(state: Annotated[AppState, Depends(get_state)]) -> Settings:
+async def get_settings_dep(state: Annotated[AppState, Depends(get_state)]) -> ServingSettings:
     return state.settings
 
 
@@ -114,7 +114,7 @@ async def get_hub(state: Annotated[AppState, Depends(get_state)]) -> EventHub:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SettingsDep = Annotated[ServingSettings, Depends(get_settings_dep)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 HubDep = Annotated[EventHub, Depends(get_hub)]

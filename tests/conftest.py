@@ -1,29 +1,29 @@
-"""Shared fixtures: isolated stores per test, the Prefect test harness, and PostgreSQL databases."""
+"""Shared fixtures: isolated stores per test, the Prefect test harness, PostgreSQL databases, RelayCore backends."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
 from sqlalchemy import create_engine, text
 
-from serving.settings import Settings, get_settings
+from monitoring.config import reset
+from serving.settings import ServingSettings, get_settings
+from tests.support.postgres import POSTGRES_ADMIN_URL, postgres_reachable
+from tests.support.relaycore import Backend, start_backend
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # Nothing may leave the machine: Prefect's server would otherwise send telemetry.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-POSTGRES_ADMIN_URL = os.environ.get(
-    "AUTOMATRIX_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Settings whose metric store, MLflow store and Optuna storage live in a temporary folder."""
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServingSettings]:
+    """ServingSettings whose metric store, MLflow store and Optuna storage live in a temporary folder."""
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'automatrix.db'}")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
@@ -33,17 +33,14 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     yield from _fresh_settings()
 
 
-def _fresh_settings() -> Iterator[Settings]:
-    from flows.ingest import store_engine
+def _fresh_settings() -> Iterator[ServingSettings]:
 
-    get_settings.cache_clear()
-    store_engine.cache_clear()
+    reset()
     current = get_settings()
     mlflow.set_tracking_uri(current.mlflow_tracking_uri)
     _forget_active_experiment()
     yield current
-    get_settings.cache_clear()
-    store_engine.cache_clear()
+    reset()
 
 
 def _forget_active_experiment() -> None:
@@ -64,18 +61,10 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-def _postgres_reachable() -> bool:
-    try:
-        with create_engine(POSTGRES_ADMIN_URL).connect():
-            return True
-    except Exception:
-        return False
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database on the local server, dropped afterwards."""
-    if not _postgres_reachable():
+    if not postgres_reachable():
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
     name = f"automatrix_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -85,3 +74,18 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def backends() -> Iterator[Callable[..., Backend]]:
+    """`backends(name, delay_ms=..., fail_status=...)` starts one; all are killed afterwards."""
+    started: list[Backend] = []
+
+    def start(name: str, **options: object) -> Backend:
+        backend = start_backend(name, **options)  # type: ignore[arg-type]
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.kill()

@@ -1,27 +1,68 @@
-"""The MLflow registry side: log and register a model, load a version, and move `@champion`."""
+"""The only door to the MLflow registry: register, resolve an alias, load and check a version,
+move an alias, list versions, the promotion decision and its typed evidence, alias webhooks.
+
+Every MLflow error leaves as one of three: `NotFound` (no such model, version or alias),
+`RegistryUnreachable` (the registry failed or did not answer) or `ModelLoadError` (a version that
+cannot be loaded or does not answer sensibly).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import Model, infer_signature
 
 from monitoring.neuroweaver.model import CONFIG_FILE, WEIGHTS_FILE, NeuroWeaverModel
 from monitoring.neuroweaver.training import rmse
 from monitoring.samples import METRICS
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+EVIDENCE_PREFIX = "promotion."
+ALIAS_EVENT: Final = "model_version_alias.created"
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+T = TypeVar("T")
 
 
 class ModelLoadError(RuntimeError):
     """A registered version that cannot be loaded or does not answer sensibly."""
+
+
+class RegistryUnreachable(RuntimeError):
+    """The MLflow registry failed or did not answer; whatever was loaded stays."""
+
+
+class NotFound(LookupError):
+    """No such registered model, version or alias."""
+
+
+class NoChampion(NotFound):
+    """No version carries the alias yet."""
+
+
+def _call(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Runs one registry call, turning MLflow's errors into ours."""
+    try:
+        return call(*args, **kwargs)
+    except MlflowException as exc:
+        if exc.error_code in _MISSING:
+            raise NotFound(exc.message) from exc
+        raise RegistryUnreachable(f"the MLflow registry failed: {exc.message}") from exc
+    except Exception as exc:  # connection errors surface as many types
+        raise RegistryUnreachable(f"the MLflow registry is unreachable: {exc}") from exc
+
+
+# --- versions and aliases -----------------------------------------------------------------
 
 
 def register(model: NeuroWeaverModel, name: str, example: np.ndarray) -> str:
@@ -42,25 +83,114 @@ def register(model: NeuroWeaverModel, name: str, example: np.ndarray) -> str:
     return str(info.registered_model_version)
 
 
+def resolve_alias(name: str, alias: str) -> str:
+    """The version behind `name@alias`; NoChampion or RegistryUnreachable otherwise."""
+    try:
+        return str(_call(MlflowClient().get_model_version_by_alias, name, alias).version)
+    except NoChampion:
+        raise
+    except NotFound as exc:
+        raise NoChampion(f"no version of {name!r} has the alias @{alias} yet") from exc
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """The version behind `name@alias`, or None when MLflow has none to give."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def current_champion(name: str, alias: str) -> str | None:
+    return alias_version(name, alias)
+
+
+def get_version(name: str, version: str) -> ModelVersion:
+    """One registered version; NotFound when it does not exist."""
+    return _call(MlflowClient().get_model_version, name, version)
+
+
+def list_versions(name: str) -> list[ModelVersion]:
+    """Every version of `name`, newest first; none when the model is not registered."""
+    quoted = name.replace("'", "''")
+    try:
+        found = _call(MlflowClient().search_model_versions, f"name='{quoted}'")
+    except NotFound:
+        return []
+    return sorted(found, key=lambda v: int(v.version), reverse=True)
+
+
+def aliases(name: str) -> dict[str, str]:
+    """alias -> version (search results do not carry aliases; the registered model does)."""
+    model = _call(MlflowClient().get_registered_model, name)
+    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def run_metrics(run_id: str | None) -> dict[str, float]:
+    """The metrics of the run that logged a version; none for a deleted run."""
+    if not run_id:
+        return {}
+    try:
+        return dict(MlflowClient().get_run(run_id).data.metrics)
+    except Exception:  # a deleted run leaves the version without metrics, not without a listing
+        return {}
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    """Points `name@alias` at `version`, which must exist."""
+    client = MlflowClient()
+    _call(client.get_model_version, name, version)
+    _call(client.set_registered_model_alias, name, alias, version)
+
+
+def move_alias(name: str, alias: str, expected: str, to: str) -> str:
+    """Moves `@alias` from `expected` to `to`; refuses (ValueError) if it moved meanwhile."""
+    current = resolve_alias(name, alias)
+    if current != expected:
+        raise ValueError(f"@{alias} is version {current} now, not {expected}: left alone")
+    set_alias(name, alias, to)
+    return current
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
 def load_version(name: str, version_or_alias: str) -> tuple[NeuroWeaverModel, str]:
     """Loads `models:/name/version` or `models:/name@alias`; returns the model and its version."""
-    client = MlflowClient()
-    version = _resolve(client, name, version_or_alias)
+    version = version_or_alias
+    if not version_or_alias.isdigit():
+        version = str(MlflowClient().get_model_version_by_alias(name, version_or_alias).version)
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
-            )
-            model = NeuroWeaverModel.load(_find(local, CONFIG_FILE), _find(local, WEIGHTS_FILE))
-        except (MlflowException, OSError, KeyError, ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"{name} version {version} cannot be loaded: {exc}") from exc
+        model, _ = _download(name, version, Path(tmp))
     return model, version
 
 
-def _resolve(client: MlflowClient, name: str, version_or_alias: str) -> str:
-    if version_or_alias.isdigit():
-        return version_or_alias
-    return str(client.get_model_version_by_alias(name, version_or_alias).version)
+def load_checked(name: str, version: str) -> tuple[NeuroWeaverModel, np.ndarray]:
+    """Loads one version (weights only, no code run) and checks it on its own input example."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model, local = _download(name, version, Path(tmp))
+        example = _input_example(local)
+    try:
+        check_model(model, example)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{name} version {version} failed its check: {exc}") from exc
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{name} version {version} failed on its input example: {exc}"
+        ) from exc
+    return model, example
+
+
+def _download(name: str, version: str, into: Path) -> tuple[NeuroWeaverModel, Path]:
+    try:
+        uri = f"models:/{name}/{version}"
+        local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(into)))
+        model = NeuroWeaverModel.load(_find(local, CONFIG_FILE), _find(local, WEIGHTS_FILE))
+    except ModelLoadError:
+        raise
+    except (MlflowException, OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise ModelLoadError(f"{name} version {version} cannot be loaded: {exc}") from exc
+    return model, local
 
 
 def _find(root: Path, filename: str) -> Path:
@@ -68,6 +198,20 @@ def _find(root: Path, filename: str) -> Path:
     if not matches:
         raise ModelLoadError(f"{filename} is missing from the model's artifacts")
     return matches[0]
+
+
+def _input_example(root: Path) -> np.ndarray:
+    """The logged input example as an (n, 5) array; a model without one is refused."""
+    try:
+        model_dir = _find(root, "MLmodel").parent
+        frame: Any = Model.load(model_dir).load_input_example(str(model_dir))
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"the input example cannot be read: {exc}") from exc
+    if frame is None:
+        raise ModelLoadError("the model was registered without an input example")
+    return np.asarray(frame[list(METRICS)], dtype=np.float64)
 
 
 def check_model(model: NeuroWeaverModel, example: np.ndarray) -> None:
@@ -79,8 +223,13 @@ def check_model(model: NeuroWeaverModel, example: np.ndarray) -> None:
         raise ModelLoadError("the model's output on its input example is outside [0, 1]")
 
 
+# --- promotion ----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
+    """The evidence of one promotion decision, stored as `promotion.<field>` version tags."""
+
     promoted: bool
     new_version: str
     new_rmse: float
@@ -89,14 +238,38 @@ class PromotionDecision:
     reason: str
 
     def tags(self) -> dict[str, str]:
-        return {f"promotion.{key}": str(value) for key, value in asdict(self).items()}
+        return {f"{EVIDENCE_PREFIX}{key}": str(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> PromotionDecision | None:
+        """The decision written by `tags()`; None when any of its fields is missing or unreadable."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = tags.get(f"{EVIDENCE_PREFIX}{field.name}")
+            if raw is None:
+                return None
+            try:
+                values[field.name] = _parse_evidence(raw, str(field.type))
+            except ValueError:
+                return None
+        return cls(**values)
 
 
-def current_champion(name: str, alias: str) -> str | None:
-    try:
-        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
+def _parse_evidence(raw: str, kind: str) -> Any:
+    if "None" in kind and raw in ("", "None"):
         return None
+    if kind.startswith("bool"):
+        if raw not in ("True", "False"):
+            raise ValueError(f"not a bool: {raw!r}")
+        return raw == "True"
+    if kind.startswith("float"):
+        return float(raw)
+    return raw
+
+
+def promotion_evidence(name: str, version: str) -> PromotionDecision | None:
+    """The promotion decision recorded on a version; None for a version without one."""
+    return PromotionDecision.from_tags(dict(get_version(name, version).tags or {}))
 
 
 def decide(
@@ -134,3 +307,27 @@ def apply(
         client.set_model_version_tag(name, decision.new_version, key, value)
     target = alias if decision.promoted else challenger_alias
     client.set_registered_model_alias(name, target, decision.new_version)
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+
+def ensure_alias_webhook(
+    tracking_uri: str, webhook_name: str, url: str, secret: str, description: str
+) -> str:
+    """Creates (or points and re-keys) the webhook MLflow calls when an alias moves; its id.
+
+    Needs an MLflow tracking server (the server sends webhooks, not a client writing to the
+    database); `tracking_uri` is its http(s) URL.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    existing = next((hook for hook in client.list_webhooks() if hook.name == webhook_name), None)
+    if existing is None:
+        created = client.create_webhook(
+            webhook_name, url, [ALIAS_EVENT], secret=secret, description=description
+        )
+        return str(created.webhook_id)
+    client.update_webhook(
+        existing.webhook_id, url=url, events=[ALIAS_EVENT], secret=secret, status="ACTIVE"
+    )
+    return str(existing.webhook_id)

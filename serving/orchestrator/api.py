@@ -15,23 +15,23 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitoring import orchestrator
-from monitoring.forecasting import InsufficientHistory
-from monitoring.healing import ActionError
-from monitoring.healing_actions import Action, ActionState, Mode
-from monitoring.insights import THRESHOLDS, CapacityForecast, forecast_metric, frame_of
-from monitoring.model_health import model_health
-from monitoring.orchestrator_config import get_orchestrator_settings
-from monitoring.orchestrator_store import (
+from monitoring.assess.forecasting import InsufficientHistory
+from monitoring.assess.insights import THRESHOLDS, CapacityForecast, forecast_metric, frame_of
+from monitoring.assess.model_health import model_health
+from monitoring.config import get_orchestrator_settings
+from monitoring.healing.actions import Action, ActionState, Mode
+from monitoring.healing.engine import ActionError
+from monitoring.orchestrator import cycle as orchestrator
+from monitoring.store.metrics import read_samples
+from monitoring.store.orchestrator import (
     OPEN,
     AnomalyFilter,
-    AnomalyRow,
     SqlActionRepository,
     find_anomalies,
     severity_floor,
     utcnow,
 )
-from monitoring.store import read_samples
+from monitoring.store.tables import AnomalyRow
 from serving.orchestrator import views
 from serving.orchestrator.executors import api_executors, relay_endpoints
 from serving.orchestrator.schemas import (

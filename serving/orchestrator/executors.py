@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from monitoring.healing_actions import Action, ActionKind, ActionResult, Executor
-from monitoring.healing_executors import base_executors, endpoint_data, rollback_champion
-from monitoring.healing_policy import EndpointHealth
-from monitoring.orchestrator_config import OrchestratorSettings
+from monitoring.config import OrchestratorSettings
+from monitoring.healing.actions import Action, ActionKind, ActionResult, Executor
+from monitoring.healing.executors import base_executors, endpoint_data, rollback_champion
+from monitoring.healing.policy import EndpointHealth
 from serving.relaycore.service import RelayCore
 from serving.state import AppState
 

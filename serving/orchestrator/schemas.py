@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitoring.healing_actions import Mode
+from monitoring.healing.actions import Mode
 
 
 class AnomalyInfo(BaseModel):

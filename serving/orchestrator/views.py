@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from monitoring.healing_actions import Action
-from monitoring.insights import Assessment, CapacityForecast
-from monitoring.orchestrator import CycleReport
-from monitoring.orchestrator_store import AnomalyRow
-from monitoring.scaling import Recommendation
+from monitoring.assess.insights import Assessment, CapacityForecast
+from monitoring.assess.scaling import Recommendation
+from monitoring.healing.actions import Action
+from monitoring.orchestrator.cycle import CycleReport
+from monitoring.store.tables import AnomalyRow
 from serving.orchestrator.schemas import (
     AnomalyInfo,
     CapacityForecastResponse,

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from monitoring.store import durable
 from routing import DuplicateEndpoint, InvalidEndpoint, RoutingError, UnknownEndpoint
-from serving.relaycore import durable, tuning
-from serving.relaycore.config import get_relaycore_settings
+from serving.relaycore import tuning
 from serving.relaycore.schemas import (
     RelayEndpointInfo,
     RelayEndpointRequest,
@@ -25,6 +25,7 @@ from serving.relaycore.schemas import (
     RelayPolicyRequest,
 )
 from serving.relaycore.service import RelayCore
+from serving.settings import get_relaycore_settings
 from serving.state import AppState
 
 PREFIX = "/api/v2/relaycore"

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
+from monitoring.store import durable
 from routing import (
     NoEndpointAvailable,
     NoEndpointForService,
@@ -22,7 +23,6 @@ from routing import (
     RouterStopped,
     RoutingError,
 )
-from serving.relaycore import durable
 from serving.relaycore.transport import Envelope
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from monitoring.store import durable
 from routing import AdaptiveParams, BreakerEvent, Endpoint, Router, RouterConfig
-from serving.events import EventHub
-from serving.relaycore import durable
-from serving.relaycore.config import RelayCoreSettings
+from serving.ecosystem.events import EventHub
 from serving.relaycore.delivery import DeliveryConfig, DeliveryWorker
 from serving.relaycore.transport import HttpTransport
-from serving.settings import Settings
+from serving.settings import RelayCoreSettings, ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class RelayCore:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ServingSettings,
         relay: RelayCoreSettings,
         hub: EventHub,
         engine: Callable[[], Engine],
@@ -242,7 +241,8 @@ def latest_samples(engine: Engine, services: list[str]) -> dict[str, Any]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
-    from monitoring.store import MetricSample, Service, read_samples
+    from monitoring.store.metrics import read_samples
+    from monitoring.store.tables import MetricSample, Service
 
     since = durable.now_utc() - timedelta(hours=1)
     with Session(engine) as session:

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from routing import Endpoint, TransportResponse
-from serving.logs import request_id_var
+from serving.http.logs import request_id_var
 
 # Only what the router reads (or the caller may want) is kept from an endpoint's answer.
 KEPT_HEADERS = ("retry-after", "x-queue-depth", "content-type")

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import relaycore_support as support
-from tests.serving.relaycore_support import Backend
+from tests.support.relaycore import Backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from loadgen import JsonPoster, ProtocolError  # noqa: E402
 
-backends = support.backends
 Start = Callable[..., Backend]
 
 

@@ -9,26 +9,27 @@ import pytest
 from prefect.exceptions import ParameterTypeError
 from sqlalchemy.orm import Session
 
-from flows.ingest import ingest_flow, store_engine
-from monitoring.store import count_samples, read_samples
-from serving.settings import Settings
+from flows.ingest import ingest_flow
+from monitoring.store.engine import open_store
+from monitoring.store.metrics import count_samples, read_samples
+from serving.settings import ServingSettings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def _count(settings: Settings) -> int:
-    with Session(store_engine(settings.database_url)) as session:
+def _count(settings: ServingSettings) -> int:
+    with Session(open_store(settings.database_url)) as session:
         return count_samples(session)
 
 
-def test_ingest_simulator_without_range_backfills_three_days(settings: Settings) -> None:
+def test_ingest_simulator_without_range_backfills_three_days(settings: ServingSettings) -> None:
     result = ingest_flow(source="simulator")
     start, end = datetime.fromisoformat(result["start"]), datetime.fromisoformat(result["end"])
     assert end - start == timedelta(days=3)
     assert result["accepted"] == _count(settings) > 0
 
 
-def test_ingest_next_run_takes_only_what_came_since_the_last(settings: Settings) -> None:
+def test_ingest_next_run_takes_only_what_came_since_the_last(settings: ServingSettings) -> None:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     ingest_flow(source="simulator", start=end - timedelta(hours=2), end=end)
     result = ingest_flow(source="simulator", end=end + timedelta(minutes=10))
@@ -36,7 +37,9 @@ def test_ingest_next_run_takes_only_what_came_since_the_last(settings: Settings)
     assert result["accepted"] == 10 * 5  # ten minutes of five services
 
 
-def test_ingest_same_window_twice_through_the_flow_keeps_one_copy(settings: Settings) -> None:
+def test_ingest_same_window_twice_through_the_flow_keeps_one_copy(
+    settings: ServingSettings,
+) -> None:
     end = datetime.now(UTC)
     ingest_flow(source="simulator", start=end - timedelta(hours=1), end=end)
     first = _count(settings)
@@ -45,7 +48,7 @@ def test_ingest_same_window_twice_through_the_flow_keeps_one_copy(settings: Sett
 
 
 def test_ingest_csv_reports_rejected_rows_and_stores_the_rest(
-    settings: Settings, tmp_path: Path
+    settings: ServingSettings, tmp_path: Path
 ) -> None:
     csv = tmp_path / "samples.csv"
     csv.write_text(
@@ -63,16 +66,16 @@ def test_ingest_csv_reports_rejected_rows_and_stores_the_rest(
     )
     assert (result["accepted"], result["rejected"]) == (2, 2)
     assert "cpu_usage must be finite" in result["reasons"][0]
-    with Session(store_engine(settings.database_url)) as session:
+    with Session(open_store(settings.database_url)) as session:
         assert [s.cpu_usage for s in read_samples(session)] == [40.0, 41.0]
 
 
-def test_ingest_refuses_an_unknown_source(settings: Settings) -> None:
+def test_ingest_refuses_an_unknown_source(settings: ServingSettings) -> None:
     with pytest.raises(ParameterTypeError):
         ingest_flow(source="kafka")  # type: ignore[arg-type]
 
 
-def test_ingest_refuses_an_empty_window(settings: Settings) -> None:
+def test_ingest_refuses_an_empty_window(settings: ServingSettings) -> None:
     moment = datetime.now(UTC)
     with pytest.raises(ValueError, match="empty window"):
         ingest_flow(source="simulator", start=moment, end=moment - timedelta(hours=1))

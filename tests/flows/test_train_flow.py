@@ -13,15 +13,16 @@ from prefect.exceptions import ParameterTypeError
 
 from flows.ingest import ingest_flow
 from flows.train import train_flow
+from monitoring.config import reset
 from monitoring.neuroweaver.training import TrainingDataError
-from serving.settings import Settings
+from serving.settings import ServingSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 TINY = {"trials": 2, "max_epochs": 2, "window_days": 2.0, "timeout_s": 120.0}
 
 
 @pytest.fixture
-def ingested(settings: Settings) -> Settings:
+def ingested(settings: ServingSettings) -> ServingSettings:
     end = datetime.now(UTC)
     ingest_flow(source="simulator", start=end - timedelta(days=1), end=end)
     return settings
@@ -35,7 +36,7 @@ def _child_runs(parent_run_id: str) -> list[Any]:
 
 
 def test_pipeline_simulate_ingest_train_registers_a_champion_with_signature(
-    ingested: Settings,
+    ingested: ServingSettings,
 ) -> None:
     result = train_flow(**TINY)
     champion = MlflowClient().get_model_version_by_alias("neuroweaver", "champion")
@@ -47,7 +48,9 @@ def test_pipeline_simulate_ingest_train_registers_a_champion_with_signature(
     assert parent.data.tags["promotion.promoted"] == "True"
 
 
-def test_pipeline_logs_each_trial_as_a_nested_run_with_its_epoch_losses(ingested: Settings) -> None:
+def test_pipeline_logs_each_trial_as_a_nested_run_with_its_epoch_losses(
+    ingested: ServingSettings,
+) -> None:
     result = train_flow(**TINY)
     children = _child_runs(result["mlflow_run_id"])
     trials = [run for run in children if run.data.tags.get("kind") == "trial"]
@@ -65,12 +68,14 @@ def test_pipeline_logs_each_trial_as_a_nested_run_with_its_epoch_losses(ingested
 
 
 @pytest.mark.parametrize("bad", [{"trials": 0}, {"timeout_s": -5}, {"window_days": "a week"}])
-def test_train_flow_refuses_invalid_parameter(settings: Settings, bad: dict[str, Any]) -> None:
+def test_train_flow_refuses_invalid_parameter(
+    settings: ServingSettings, bad: dict[str, Any]
+) -> None:
     with pytest.raises(ParameterTypeError):
         train_flow(**(TINY | bad))
 
 
-def test_train_flow_with_too_little_data_registers_nothing(settings: Settings) -> None:
+def test_train_flow_with_too_little_data_registers_nothing(settings: ServingSettings) -> None:
     rows = [
         {
             "cpu_usage": 10,
@@ -86,12 +91,12 @@ def test_train_flow_with_too_little_data_registers_nothing(settings: Settings) -
     assert MlflowClient().search_registered_models() == []
 
 
-def test_train_flow_on_empty_store_says_to_ingest_first(settings: Settings) -> None:
+def test_train_flow_on_empty_store_says_to_ingest_first(settings: ServingSettings) -> None:
     with pytest.raises(TrainingDataError, match="ingest first"):
         train_flow(**TINY)
 
 
-def test_train_flow_trains_on_given_labelled_rows(settings: Settings) -> None:
+def test_train_flow_trains_on_given_labelled_rows(settings: ServingSettings) -> None:
     rows = [
         {
             "cpu_usage": float(i % 100),
@@ -110,7 +115,9 @@ def test_train_flow_trains_on_given_labelled_rows(settings: Settings) -> None:
     )
 
 
-def test_two_trainings_at_once_register_two_versions_and_lose_no_trial(ingested: Settings) -> None:
+def test_two_trainings_at_once_register_two_versions_and_lose_no_trial(
+    ingested: ServingSettings,
+) -> None:
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
 
@@ -140,13 +147,12 @@ def test_two_trainings_at_once_register_two_versions_and_lose_no_trial(ingested:
 
 
 def test_train_flow_fails_clearly_when_mlflow_is_unreachable(
-    ingested: Settings, monkeypatch: pytest.MonkeyPatch
+    ingested: ServingSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from serving.settings import get_settings
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    get_settings.cache_clear()
+    reset()
     with pytest.raises(Exception, match="127.0.0.1:9"):
         train_flow(**TINY)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.anomaly import (
+from monitoring.anomaly.services import (
     DetectInputError,
     DetectorConfig,
     MetricAnomalyDetector,

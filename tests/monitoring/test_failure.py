@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitoring.failure import (
+from monitoring.assess.failure import (
     ServiceSignals,
     evaluate_alarms,
     failure_risk,

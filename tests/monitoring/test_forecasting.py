@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.forecasting import (
+from monitoring.assess.forecasting import (
     Forecast,
     InsufficientHistory,
     forecast_capacity,

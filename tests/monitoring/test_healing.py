@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from monitoring.healing import (
+from monitoring.healing.engine import (
     Action,
     ActionError,
     ActionKind,

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from monitoring import ingestion, migrate, orchestrator
-from monitoring.healing_actions import Action, ActionKind, ActionResult, ActionState, Mode
-from monitoring.healing_policy import EndpointHealth
-from monitoring.orchestrator_config import CommandSetting, OrchestratorSettings
-from monitoring.orchestrator_store import AnomalyFilter, SqlActionRepository, find_anomalies
+from monitoring.config import CommandSetting, OrchestratorSettings
+from monitoring.healing.actions import Action, ActionKind, ActionResult, ActionState, Mode
+from monitoring.healing.policy import EndpointHealth
+from monitoring.orchestrator import cycle as orchestrator
 from monitoring.sources.simulator import simulate
-from monitoring.store import make_engine
+from monitoring.store import ingestion, migrate
+from monitoring.store.engine import make_engine
+from monitoring.store.orchestrator import AnomalyFilter, SqlActionRepository, find_anomalies
 
 NOW = datetime(2024, 5, 10, tzinfo=UTC)
 SERVICES = ("auth", "checkout", "inventory")
@@ -118,7 +119,7 @@ def test_run_cycle_auto_records_failed_command_once(engine: Engine) -> None:
         healing_commands={s: CommandSetting(argv=["false"]) for s in SERVICES}
     )
     ctx = orchestrator.OrchestratorContext(engine, settings, clock=lambda: NOW)
-    from monitoring.healing_executors import base_executors
+    from monitoring.healing.executors import base_executors
 
     ctx.executors = base_executors(settings)
     first = orchestrator.run_cycle(ctx, now=NOW, mode=Mode.AUTO)

@@ -13,7 +13,7 @@ import pytest
 
 from monitoring.samples import validate
 from monitoring.sources.prometheus import PrometheusError, fetch
-from tests.net import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from monitoring.neuroweaver import registry
 from monitoring.neuroweaver.features import FeaturePipeline
 from monitoring.neuroweaver.model import Architecture, NeuroWeaverModel, build_network
 from monitoring.neuroweaver.training import Hyperparameters, Split, train_model
-from serving.settings import Settings
-from tests.net import free_port
+from serving.settings import ServingSettings
+from tests.support.net import free_port
 
 NAME = "neuroweaver"
 RNG = np.random.default_rng(7)
@@ -66,14 +66,16 @@ def _champion() -> str:
     return str(MlflowClient().get_model_version_by_alias(NAME, "champion").version)
 
 
-def test_promote_first_version_becomes_champion(settings: Settings) -> None:
+def test_promote_first_version_becomes_champion(settings: ServingSettings) -> None:
     version = _register(_trained())
     decision = registry.decide(NAME, "champion", version, X[500:], Y[500:])
     registry.apply(decision, NAME, "champion")
     assert decision.promoted and _champion() == version
 
 
-def test_promote_worse_version_keeps_champion_and_becomes_challenger(settings: Settings) -> None:
+def test_promote_worse_version_keeps_champion_and_becomes_challenger(
+    settings: ServingSettings,
+) -> None:
     good = _register(_trained())
     registry.apply(registry.decide(NAME, "champion", good, X[500:], Y[500:]), NAME, "champion")
     bad = _register(_untrained())
@@ -88,7 +90,7 @@ def test_promote_worse_version_keeps_champion_and_becomes_challenger(settings: S
     )
 
 
-def test_promote_better_version_takes_champion(settings: Settings) -> None:
+def test_promote_better_version_takes_champion(settings: ServingSettings) -> None:
     bad = _register(_untrained())
     registry.apply(registry.decide(NAME, "champion", bad, X[500:], Y[500:]), NAME, "champion")
     good = _register(_trained())
@@ -98,7 +100,9 @@ def test_promote_better_version_takes_champion(settings: Settings) -> None:
     assert decision.champion_version == bad and "<" in decision.reason
 
 
-def test_reload_from_registry_gives_same_predictions_as_trained_model(settings: Settings) -> None:
+def test_reload_from_registry_gives_same_predictions_as_trained_model(
+    settings: ServingSettings,
+) -> None:
     model = _trained()
     version = _register(model)
     reloaded, loaded_version = registry.load_version(NAME, version)
@@ -111,7 +115,7 @@ def test_reload_from_registry_gives_same_predictions_as_trained_model(settings: 
     )
 
 
-def test_load_version_refuses_a_version_without_weights(settings: Settings) -> None:
+def test_load_version_refuses_a_version_without_weights(settings: ServingSettings) -> None:
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(registry.PYFUNC_CODE), registered_model_name=NAME
@@ -121,7 +125,7 @@ def test_load_version_refuses_a_version_without_weights(settings: Settings) -> N
 
 
 @pytest.mark.slow
-def test_champion_answers_in_mlflow_models_serve(settings: Settings) -> None:
+def test_champion_answers_in_mlflow_models_serve(settings: ServingSettings) -> None:
     version = _register(_trained())
     MlflowClient().set_registered_model_alias(NAME, "champion", version)
     port = free_port()

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from monitoring.forecasting import Forecast
-from monitoring.scaling import (
+from monitoring.assess.forecasting import Forecast
+from monitoring.assess.scaling import (
     HorizontalAutoscaler,
     MetricSample,
     PredictiveAutoscaler,

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from monitoring.neuroweaver.search import SearchResult, SearchSettings, open_study, run_search
 from monitoring.neuroweaver.training import Split
-from serving.settings import Settings
+from serving.settings import ServingSettings
 
 RNG = np.random.default_rng(3)
 
@@ -52,7 +52,7 @@ def _search(storage: str, study: str, trials: int) -> SearchResult:
     return run_search(SPLIT, settings, experiment_id, parent)
 
 
-def test_search_reports_progress_per_epoch(settings: Settings) -> None:
+def test_search_reports_progress_per_epoch(settings: ServingSettings) -> None:
     seen: list[tuple[int, int]] = []
     experiment_id, parent = _parent()
     search = SearchSettings(
@@ -64,7 +64,7 @@ def test_search_reports_progress_per_epoch(settings: Settings) -> None:
     assert {trial for trial, _ in seen} == {0, 1}
 
 
-def test_search_records_every_trial_in_the_study(settings: Settings) -> None:
+def test_search_records_every_trial_in_the_study(settings: ServingSettings) -> None:
     result = _search(settings.optuna_storage, "no-prune", 4)
     study = open_study(
         SearchSettings(storage=settings.optuna_storage, study_name="no-prune", prune=False)
@@ -93,12 +93,14 @@ def _share_one_study(storage: str) -> None:
     )
 
 
-def test_two_workers_share_one_study_on_sqlite(settings: Settings) -> None:
+def test_two_workers_share_one_study_on_sqlite(settings: ServingSettings) -> None:
     _share_one_study(settings.optuna_storage)
 
 
 @pytest.mark.postgres
-def test_two_workers_share_one_study_on_postgresql(settings: Settings, postgres_url: str) -> None:
+def test_two_workers_share_one_study_on_postgresql(
+    settings: ServingSettings, postgres_url: str
+) -> None:
     _share_one_study(postgres_url)
 
 

@@ -11,9 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitoring import ingestion, migrate
 from monitoring.sources.simulator import simulate
-from monitoring.store import count_samples, make_engine, read_samples
+from monitoring.store import ingestion, migrate
+from monitoring.store.engine import make_engine
+from monitoring.store.metrics import count_samples, read_samples
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import POSTGRES_ADMIN_URL, _postgres_reachable
+from tests.support.postgres import POSTGRES_ADMIN_URL, postgres_reachable
 
 
 @pytest.fixture
 def postgres_databases() -> Iterator[Callable[[str], str]]:
     """`make("mlflow")` -> the URL of a new, empty database; all are dropped afterwards."""
-    if not _postgres_reachable():
+    if not postgres_reachable():
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     created: list[str] = []
@@ -31,13 +31,3 @@ def postgres_databases() -> Iterator[Callable[[str], str]]:
         for name in created:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
-
-
-def table_names(url: str) -> set[str]:
-    from sqlalchemy import inspect
-
-    engine = create_engine(url)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()

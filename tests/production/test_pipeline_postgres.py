@@ -14,9 +14,9 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.settings import get_settings
-from tests.production.conftest import table_names
-from tests.serving.conftest import SAMPLE
+from monitoring.config import reset
+from tests.support.models import SAMPLE
+from tests.support.postgres import table_names
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -37,10 +37,8 @@ def use_postgres_stores(
         monkeypatch.setenv(key, value)
     for name in ("API_KEY", "ENVIRONMENT", "DEBUG", "PREFECT_API_URL", "ENABLE_ML_TRAINING"):
         monkeypatch.delenv(name, raising=False)
-    from flows.ingest import store_engine
 
-    get_settings.cache_clear()
-    store_engine.cache_clear()
+    reset()
     mlflow.set_tracking_uri(urls["MLFLOW_TRACKING_URI"])
     return urls
 
@@ -51,7 +49,7 @@ def test_run_pipeline_on_postgres_serves_the_promoted_champion(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from flows.ingest import ingest_flow, store_engine
+    from flows.ingest import ingest_flow
     from flows.train import train_flow
     from serving.app import create_app
 
@@ -65,8 +63,7 @@ def test_run_pipeline_on_postgres_serves_the_promoted_champion(
             answer = client.post("/api/v2/neuroweaver/predict", json=SAMPLE)
             models = client.get("/api/v2/neuroweaver/models").json()
     finally:
-        store_engine.cache_clear()
-        get_settings.cache_clear()
+        reset()
     assert ingested["accepted"] > 10_000 and ingested["rejected"] == 0
     assert trained["promoted"] is True
     assert ready.status_code == 200, ready.text

@@ -16,8 +16,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.net import free_port
-from tests.serving.relaycore_support import start_backend, wait_until
+from tests.support.net import free_port
+from tests.support.polling import wait_until
+from tests.support.relaycore import start_backend
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,9 +38,9 @@ def test_train_two_processes_on_one_study_splits_trials_without_loss(
     import optuna
     from prefect.settings import PREFECT_API_URL
 
-    from flows.ingest import store_engine
-    from monitoring import ingestion
     from monitoring.sources.simulator import simulate
+    from monitoring.store import ingestion
+    from monitoring.store.engine import open_store
 
     stores = {
         "DATABASE_URL": postgres_databases("metrics"),
@@ -48,7 +49,7 @@ def test_train_two_processes_on_one_study_splits_trials_without_loss(
     }
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     ingestion.store_batch(
-        store_engine(stores["DATABASE_URL"]), list(simulate(end - timedelta(days=2), end).samples)
+        open_store(stores["DATABASE_URL"]), list(simulate(end - timedelta(days=2), end).samples)
     )
     env = environment(
         **stores,
@@ -120,11 +121,11 @@ def trial_numbers(client: MlflowClient, parent_run_id: str) -> set[int]:
 def test_deliver_queue_from_several_api_processes_sends_each_message_once(
     postgres_databases: Callable[[str], str], tmp_path: Path
 ) -> None:
-    from flows.ingest import store_engine
-    from serving.relaycore import durable
+    from monitoring.store import durable
+    from monitoring.store.engine import open_store
 
     store = postgres_databases("metrics")
-    engine = store_engine(store)
+    engine = open_store(store)
     total = 300
     record = tmp_path / "received.log"
     receiver = start_backend("receiver", delay_ms=50, workers=64, record=record)

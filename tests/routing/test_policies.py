@@ -14,7 +14,7 @@ from routing.policies import (
     make_policy,
     pick_some,
 )
-from tests.routing.conftest import state
+from tests.support.routing import state
 
 
 def test_choose_round_robin_cycles_through_candidates() -> None:
@@ -336,3 +336,23 @@ def test_pick_some_draws_distinct_indices_in_an_order_favouring_no_place() -> No
     first = Counter(d[0] for d in draws)
     assert sorted(first) == list(range(6)) and min(first.values()) > 850
     assert sorted(pick_some(4, 4, rng)) == [0, 1, 2, 3]  # all of them: a permutation
+
+
+def test_probe_adaptive_endpoint_never_chosen_on_next_decision() -> None:
+    policy = Adaptive(random.Random(3), AdaptiveParams(probe_s=2.0))
+    known = [state("a"), state("b"), state("c")]
+    for s in known:
+        policy.observe(s.name, 0.01, False, 0.0)
+    for t in range(5):
+        for _ in known:
+            policy.choose(known, 0.1 * t)
+    assert policy.choose([*known, state("new")], 1.0).name == "new"
+
+
+def test_skip_adaptive_probe_while_one_is_in_flight() -> None:
+    policy = Adaptive(random.Random(3), AdaptiveParams(probe_s=2.0))
+    pool = [state("a"), state("b"), state("slow", in_flight=1)]
+    for s in pool:
+        policy.observe(s.name, 0.01 if s.name != "slow" else 1.0, False, 0.0)
+    chosen = Counter(policy.choose(pool, 10.0 + 0.001 * i).name for i in range(50))
+    assert chosen["slow"] == 0

@@ -1,62 +1,26 @@
-"""Fixtures for the API: a registry built once per session, copied per test, and the real app."""
+"""Fixtures for the API: a registry built once per session and copied per test, the real app, RelayCore's app."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
-import torch
 import uvicorn
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
+from monitoring.config import reset
 from monitoring.neuroweaver import registry
-from monitoring.neuroweaver.features import FeaturePipeline
-from monitoring.neuroweaver.model import Architecture, NeuroWeaverModel, build_network
-from monitoring.samples import BOUNDS, METRICS
-from serving.settings import Settings, get_settings
-
-NAME = "neuroweaver"
-SAMPLE = {
-    "cpu_usage": 85.0,
-    "memory_usage": 70.0,
-    "network_latency": 200.0,
-    "error_rate": 3.0,
-    "request_count": 2000.0,
-}
-
-
-@dataclass(frozen=True)
-class Registry:
-    """The session's registry: v1 and v2 are good (and answer differently), v3 cannot load."""
-
-    db: Path
-    good: tuple[str, str]
-    corrupt: str
-    example: np.ndarray
-
-
-def metric_rows(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    highs = {"network_latency": 2000.0, "request_count": 50_000.0}
-    return np.column_stack(
-        [rng.uniform(BOUNDS[m][0], highs.get(m, BOUNDS[m][1]), n) for m in METRICS]
-    )
-
-
-def make_model(x: np.ndarray, seed: int, config_width: int | None = None) -> NeuroWeaverModel:
-    """A small untrained model; `config_width` different from 64 makes its saved form unloadable."""
-    torch.manual_seed(seed)
-    network = build_network(Architecture(width=64))
-    return NeuroWeaverModel(Architecture(width=config_width or 64), FeaturePipeline.fit(x), network)
+from serving.settings import ServingSettings, get_settings
+from tests.support.live import LiveServer
+from tests.support.models import NAME, Registry, make_model, metric_rows, set_champion
+from tests.support.polling import wait_for
+from tests.support.relaycore import relay_environment
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +46,8 @@ def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 @pytest.fixture
 def api_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_registry: Registry
-) -> Iterator[Settings]:
-    """Settings on a private copy of the registry (so aliases can move) and an empty metric store."""
+) -> Iterator[ServingSettings]:
+    """ServingSettings on a private copy of the registry (so aliases can move) and an empty metric store."""
     shutil.copy(model_registry.db, tmp_path / "mlflow.db")
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'automatrix.db'}",
@@ -105,22 +69,15 @@ def api_settings(
         "MAX_BODY_BYTES",
     ):
         monkeypatch.delenv(name, raising=False)
-    from flows.ingest import store_engine
 
-    get_settings.cache_clear()
-    store_engine.cache_clear()
+    reset()
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     yield get_settings()
-    get_settings.cache_clear()
-    store_engine.cache_clear()
-
-
-def set_champion(version: str) -> None:
-    MlflowClient().set_registered_model_alias(NAME, "champion", version)
+    reset()
 
 
 @pytest.fixture
-def champion(api_settings: Settings, model_registry: Registry) -> str:
+def champion(api_settings: ServingSettings, model_registry: Registry) -> str:
     """v1 is the champion before the app starts."""
     set_champion(model_registry.good[0])
     return model_registry.good[0]
@@ -132,21 +89,6 @@ def client(champion: str) -> Iterator[TestClient]:
 
     with TestClient(create_app()) as test_client:
         yield test_client
-
-
-def wait_for(condition: object, timeout: float = 10.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-@dataclass
-class LiveServer:
-    url: str
-    server: uvicorn.Server
 
 
 @pytest.fixture
@@ -167,3 +109,45 @@ def live_server(champion: str) -> Iterator[LiveServer]:
     yield LiveServer(f"127.0.0.1:{port}", server)
     server.should_exit = True
     thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised, empty MLflow store, copied per test (creating one takes a second)."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def relay_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: Path
+) -> Iterator[Callable[..., object]]:
+    """`relay_app(ENDPOINTS=..., API_KEY=..., queue_capacity=...)` -> a started TestClient."""
+    clients: list[TestClient] = []
+
+    def build(
+        endpoints: dict[str, str] | None = None, api_key: str | None = None, **relaycore: object
+    ) -> TestClient:
+        from serving.app import create_app
+
+        for name in ("API_KEY", "ENVIRONMENT", "DEBUG", "RELAYCORE_ENDPOINTS", "RELAYCORE_POLICY"):
+            monkeypatch.delenv(name, raising=False)
+        for key, value in relay_environment(tmp_path, empty_mlflow_db, **relaycore).items():
+            monkeypatch.setenv(key, value)
+        if endpoints:
+            monkeypatch.setenv(
+                "RELAYCORE_ENDPOINTS", ",".join(f"{k}={v}" for k, v in endpoints.items())
+            )
+        if api_key:
+            monkeypatch.setenv("API_KEY", api_key)
+        reset()
+        client = TestClient(create_app())
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+    reset()

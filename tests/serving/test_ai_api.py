@@ -15,14 +15,16 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from sqlalchemy.engine import make_url
 
-from monitoring import ingestion, migrate, orchestrator
-from monitoring.healing_actions import Action, ActionKind, ActionState
-from monitoring.orchestrator_config import OrchestratorSettings, get_orchestrator_settings
-from monitoring.orchestrator_store import SqlActionRepository, utcnow
+from monitoring.config import OrchestratorSettings, reset
+from monitoring.healing.actions import Action, ActionKind, ActionState
+from monitoring.orchestrator import cycle as orchestrator
 from monitoring.sources.simulator import simulate
-from monitoring.store import make_engine
-from serving.settings import Settings
-from tests.serving.conftest import NAME, Registry, set_champion, wait_for
+from monitoring.store import ingestion, migrate
+from monitoring.store.engine import make_engine
+from monitoring.store.orchestrator import SqlActionRepository, utcnow
+from serving.settings import ServingSettings
+from tests.support.models import NAME, Registry, set_champion
+from tests.support.polling import wait_for
 
 SERVICES = ("auth", "checkout")
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -44,22 +46,28 @@ def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _client(
-    api_settings: Settings, seeded_store: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+    api_settings: ServingSettings,
+    seeded_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
 ) -> Iterator[TestClient]:
     from serving.app import create_app
 
     shutil.copy(seeded_store, str(make_url(api_settings.database_url).database))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    get_orchestrator_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as test_client:
         yield test_client
-    get_orchestrator_settings.cache_clear()
+    reset()
 
 
 @pytest.fixture
 def ai(
-    champion: str, api_settings: Settings, seeded_store: Path, monkeypatch: pytest.MonkeyPatch
+    champion: str,
+    api_settings: ServingSettings,
+    seeded_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[TestClient]:
     yield from _client(api_settings, seeded_store, monkeypatch, {})
 
@@ -90,7 +98,7 @@ def webhook() -> Iterator[str]:
 @pytest.fixture
 def scaling_ai(
     champion: str,
-    api_settings: Settings,
+    api_settings: ServingSettings,
     seeded_store: Path,
     webhook: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -167,7 +175,7 @@ def test_get_anomalies_bad_filter_is_422(ai: TestClient, params: dict) -> None:
 def test_publish_anomaly_stored_after_start_on_the_hub(ai: TestClient) -> None:
     from sqlalchemy.orm import Session
 
-    from monitoring.orchestrator_store import AnomalyRow
+    from monitoring.store.tables import AnomalyRow
 
     with Session(engine_of(ai)) as session, session.begin():
         session.add(

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from monitoring.config import reset
 from serving.settings import get_settings
-from tests.serving.conftest import SAMPLE
+from tests.support.models import SAMPLE
 
 KEY = "s3cret-key"
 
@@ -18,7 +19,7 @@ def locked(champion: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClien
     from serving.app import create_app
 
     monkeypatch.setenv("API_KEY", KEY)
-    get_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as client:
         yield client
 
@@ -65,7 +66,7 @@ def test_start_production_without_key_is_refused(
     from pydantic import ValidationError
 
     monkeypatch.setenv("ENVIRONMENT", "production")
-    get_settings.cache_clear()
+    reset()
     with pytest.raises(ValidationError, match="requires API_KEY"):
         get_settings()
 
@@ -74,7 +75,7 @@ def test_cors_allows_configured_origin(champion: str, monkeypatch: pytest.Monkey
     from serving.app import create_app
 
     monkeypatch.setenv("CORS_ORIGINS", "https://ops.example.com")
-    get_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as client:
         allowed = client.get("/health", headers={"Origin": "https://ops.example.com"})
         other = client.get("/health", headers={"Origin": "https://evil.example.com"})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.settings import Settings
+from serving.settings import ServingSettings
 
 AUTOMATRIX = str(Path(sys.executable).with_name("automatrix"))
 
@@ -39,7 +39,7 @@ def _run(
     ],
 )
 def test_cli_refuses_a_bad_setting_naming_the_variable(
-    variable: str, value: str, settings: Settings
+    variable: str, value: str, settings: ServingSettings
 ) -> None:
     result = _run("ingest", env={variable: value})
     assert result.returncode == 2
@@ -47,7 +47,7 @@ def test_cli_refuses_a_bad_setting_naming_the_variable(
 
 
 @pytest.mark.slow
-def test_cli_ingest_backfills_a_window_and_prints_the_report(settings: Settings) -> None:
+def test_cli_ingest_backfills_a_window_and_prints_the_report(settings: ServingSettings) -> None:
     result = _run(
         "ingest",
         "--source",
@@ -62,18 +62,18 @@ def test_cli_ingest_backfills_a_window_and_prints_the_report(settings: Settings)
     assert report["accepted"] == 60 * 5
 
 
-def test_cli_ingest_refuses_an_unknown_source(settings: Settings) -> None:
+def test_cli_ingest_refuses_an_unknown_source(settings: ServingSettings) -> None:
     result = _run("ingest", "--source", "kafka")
     assert result.returncode == 2 and "simulator, prometheus or csv" in result.stderr
 
 
-def test_cli_train_refuses_zero_trials(settings: Settings) -> None:
+def test_cli_train_refuses_zero_trials(settings: ServingSettings) -> None:
     result = _run("train", "--trials", "0")
     assert result.returncode == 2 and "trials" in result.stderr
 
 
 def test_cli_train_with_too_little_data_fails_with_a_message(
-    settings: Settings, tmp_path: Path
+    settings: ServingSettings, tmp_path: Path
 ) -> None:
     rows = tmp_path / "rows.json"
     rows.write_text(

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import SAMPLE, LiveServer
+from tests.support.live import LiveServer
+from tests.support.models import SAMPLE
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import SAMPLE
+from tests.support.models import SAMPLE
 
 
 def sample_rows(

@@ -10,15 +10,16 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.fuzz_support import fuzz
-from serving.settings import Settings, get_settings
-from tests.serving.conftest import LiveServer
+from monitoring.config import reset
+from serving.settings import ServingSettings
+from tests.support.live import LiveServer
 
 
 @pytest.fixture
-def fuzz_settings(api_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fuzz_settings(api_settings: ServingSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("ENABLE_ML_TRAINING", "false")  # a fuzzed body must not start trainings
     monkeypatch.setenv("RATE_LIMIT_BURST", "1000")
-    get_settings.cache_clear()
+    reset()
     yield
 
 

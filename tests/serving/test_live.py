@@ -14,7 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
-from tests.serving.conftest import LiveServer, Registry, set_champion, wait_for
+from tests.support.live import LiveServer
+from tests.support.models import Registry, set_champion
+from tests.support.polling import wait_for
 
 WS = "/api/v2/ws/ecosystem"
 

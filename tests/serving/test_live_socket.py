@@ -9,11 +9,11 @@ import pytest
 import uvicorn
 import websockets
 
+from monitoring.config import reset
 from serving.app import create_app
-from serving.events import EventHub
-from serving.relaycore.config import get_relaycore_settings
-from serving.settings import Settings, get_settings
-from tests.net import free_port
+from serving.ecosystem.events import EventHub
+from serving.settings import ServingSettings
+from tests.support.net import free_port
 
 
 def test_publish_event_with_number_keys_reaches_subscriber() -> None:
@@ -26,12 +26,11 @@ def test_publish_event_with_number_keys_reaches_subscriber() -> None:
 
 @pytest.mark.slow
 def test_websocket_over_real_socket_receives_repeated_snapshots(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: ServingSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LIVE_INTERVAL", "0.3")
     monkeypatch.setenv("RELAYCORE_STATUS_INTERVAL_S", "0.2")  # routing status joins the snapshots
-    get_settings.cache_clear()
-    get_relaycore_settings.cache_clear()
+    reset()
     port = free_port()
 
     async def scenario() -> list[str]:
@@ -54,5 +53,5 @@ def test_websocket_over_real_socket_receives_repeated_snapshots(
             await serving
 
     kinds = asyncio.run(scenario())
-    get_relaycore_settings.cache_clear()
+    reset()
     assert kinds.count("snapshot") >= 4 and "routing" in kinds

@@ -14,12 +14,12 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from serving.logs import JsonFormatter, redact, register_secrets
+from monitoring.config import reset
+from serving.http.logs import JsonFormatter, redact, register_secrets
 from serving.settings import get_settings
-from tests.serving import relaycore_support as support
-from tests.serving.conftest import SAMPLE, wait_for
+from tests.support.models import SAMPLE
+from tests.support.polling import wait_for
 
-empty_mlflow_db, relay_app = support.empty_mlflow_db, support.relay_app
 PASSWORD = "Pg-Secr3t-Passw0rd"
 API_KEY = "Key-Secr3t-Value-42"
 
@@ -154,7 +154,7 @@ def test_error_with_secret_settings_leaks_neither_password_nor_key(
     # Port 1 refuses at once: every store access fails with a driver error.
     monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://automatrix:{PASSWORD}@127.0.0.1:1/m")
     monkeypatch.setenv("API_KEY", API_KEY)
-    get_settings.cache_clear()
+    reset()
     texts: list[str] = []
     with caplog.at_level(logging.DEBUG), TestClient(create_app()) as client:
         key = {"X-API-Key": API_KEY}
@@ -185,11 +185,11 @@ def test_start_with_bad_database_url_names_no_password(
 ) -> None:
     from typer.testing import CliRunner
 
-    from serving.cli import app
+    from serving.cli.commands import app
 
     monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg://u:{PASSWORD}@h:notaport/db")
-    get_settings.cache_clear()
+    reset()
     result = CliRunner().invoke(app, ["serve"])
-    get_settings.cache_clear()
+    reset()
     assert result.exit_code == 2 and "DATABASE_URL" in result.output
     assert PASSWORD not in result.output

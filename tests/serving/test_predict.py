@@ -7,8 +7,8 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.settings import get_settings
-from tests.serving.conftest import SAMPLE
+from monitoring.config import reset
+from tests.support.models import SAMPLE
 
 PREDICT = "/api/v2/neuroweaver/predict"
 
@@ -74,7 +74,7 @@ def test_predict_batch_over_the_limit_is_413(
     from serving.app import create_app
 
     monkeypatch.setenv("MAX_BATCH_ROWS", "5")
-    get_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as limited:
         response = limited.post(PREDICT, json={"instances": [SAMPLE] * 6})
     assert response.status_code == 413
@@ -87,7 +87,7 @@ def test_predict_body_over_the_limit_is_413(
     from serving.app import create_app
 
     monkeypatch.setenv("MAX_BODY_BYTES", "1000")
-    get_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as limited:
         announced = limited.post(PREDICT, json={"instances": [SAMPLE] * 20})
         streamed = limited.post(
@@ -116,7 +116,7 @@ def test_the_documented_route_answers_exactly_as_the_fast_path(
     client: TestClient, champion: str
 ) -> None:
     from serving.app import create_app
-    from serving.predict import PredictPath
+    from serving.neuroweaver.predict import PredictPath
 
     routed_app = create_app()
     routed_app.user_middleware = [m for m in routed_app.user_middleware if m.cls is not PredictPath]

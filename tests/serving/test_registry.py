@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import SAMPLE, Registry, wait_for
+from tests.support.models import SAMPLE, Registry
+from tests.support.polling import wait_for
 
 MODELS = "/api/v2/neuroweaver/models"
 

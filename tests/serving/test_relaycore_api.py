@@ -6,10 +6,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
-from tests.serving import relaycore_support as support
-from tests.serving.relaycore_support import Backend
-
-empty_mlflow_db, relay_app, backends = support.empty_mlflow_db, support.relay_app, support.backends
+from tests.support.relaycore import Backend
 
 RelayApp = Callable[..., Any]
 MESSAGE = "/api/v2/relaycore/message"

@@ -12,13 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from monitoring import migrate
-from monitoring.store import make_engine
-from serving.relaycore import durable
-from tests.serving import relaycore_support as support
-from tests.serving.relaycore_support import Backend, wait_until
+from monitoring.store import durable, migrate
+from monitoring.store.engine import make_engine
+from tests.support.polling import wait_until
+from tests.support.relaycore import Backend
 
-empty_mlflow_db, relay_app, backends = support.empty_mlflow_db, support.relay_app, support.backends
 MESSAGE = "/api/v2/relaycore/message"
 
 

@@ -12,16 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.net import free_port
-from tests.serving import relaycore_support as support
-from tests.serving.relaycore_support import (
-    Backend,
-    api_process,
-    relay_environment,
-    wait_until,
-)
+from tests.support.net import free_port
+from tests.support.polling import wait_until
+from tests.support.relaycore import Backend, api_process, relay_environment
 
-empty_mlflow_db, relay_app, backends = support.empty_mlflow_db, support.relay_app, support.backends
 MESSAGE = "/api/v2/relaycore/message"
 
 

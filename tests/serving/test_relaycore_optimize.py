@@ -7,10 +7,8 @@ from typing import Any
 
 from mlflow import MlflowClient
 
-from tests.serving import relaycore_support as support
-from tests.serving.relaycore_support import Backend
+from tests.support.relaycore import Backend
 
-empty_mlflow_db, relay_app, backends = support.empty_mlflow_db, support.relay_app, support.backends
 MESSAGE = "/api/v2/relaycore/message"
 
 

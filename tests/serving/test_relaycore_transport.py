@@ -13,12 +13,10 @@ from typing import Any
 import pytest
 
 from routing import Endpoint, TransportResponse
-from serving.logs import request_id_var
+from serving.http.logs import request_id_var
 from serving.relaycore.transport import Envelope, HttpTransport, ResponseTooLarge
-from tests.serving import relaycore_support as support
-from tests.serving.relaycore_support import Backend
+from tests.support.relaycore import Backend
 
-backends = support.backends
 Start = Callable[..., Backend]
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

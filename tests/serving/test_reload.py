@@ -10,7 +10,9 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import SAMPLE, LiveServer, Registry, set_champion, wait_for
+from tests.support.live import LiveServer
+from tests.support.models import SAMPLE, Registry, set_champion
+from tests.support.polling import wait_for
 
 PREDICT = "/api/v2/neuroweaver/predict"
 

@@ -16,9 +16,9 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from serving.ratelimit import EXPENSIVE, TokenBuckets
-from serving.security import MUTATING
-from serving.settings import get_settings
+from monitoring.config import reset
+from serving.http.ratelimit import EXPENSIVE, TokenBuckets
+from serving.http.security import MUTATING
 
 KEY = "walk-every-route-key"
 
@@ -29,7 +29,7 @@ def locked(champion: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClien
 
     monkeypatch.setenv("API_KEY", KEY)
     monkeypatch.setenv("ENABLE_ML_TRAINING", "false")
-    get_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as client:
         yield client
 
@@ -78,7 +78,7 @@ def test_post_expensive_endpoint_over_rate_is_429_with_retry_after(
     monkeypatch.setenv("RATE_LIMIT_BURST", "2")
     monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "1")
     monkeypatch.setenv("ENABLE_ML_TRAINING", "false")  # the call is counted, no training starts
-    get_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as client:
         first = [client.request(method, path, json={}).status_code for _ in range(2)]
         refused = client.request(method, path, json={})

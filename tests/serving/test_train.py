@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.settings import get_settings
-from tests.serving.conftest import metric_rows, wait_for
+from monitoring.config import reset
+from tests.support.models import metric_rows
+from tests.support.polling import wait_for
 
 TRAIN = "/api/v2/neuroweaver/train"
 METRICS = ("cpu_usage", "memory_usage", "network_latency", "error_rate", "request_count")
@@ -67,7 +68,7 @@ def test_train_when_disabled_is_403(champion: str, monkeypatch: pytest.MonkeyPat
     from serving.app import create_app
 
     monkeypatch.setenv("ENABLE_ML_TRAINING", "false")
-    get_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as client:
         response = client.post(TRAIN)
     assert response.status_code == 403

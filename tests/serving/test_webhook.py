@@ -15,10 +15,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.settings import get_settings
-from serving.webhook import MLFLOW_LOCAL_WEBHOOKS, sign
-from tests.net import free_port
-from tests.serving.conftest import NAME, SAMPLE, LiveServer, Registry, set_champion, wait_for
+from monitoring.config import reset
+from serving.neuroweaver.signatures import MLFLOW_LOCAL_WEBHOOKS, sign
+from tests.support.live import LiveServer
+from tests.support.models import NAME, SAMPLE, Registry, set_champion
+from tests.support.net import free_port
+from tests.support.polling import wait_for
 
 HOOK = "/api/v2/neuroweaver/mlflow-webhook"
 PREDICT = "/api/v2/neuroweaver/predict"
@@ -58,7 +60,7 @@ def hooked(champion: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClien
     monkeypatch.setenv("MLFLOW_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("MODEL_RELOAD_INTERVAL", "600")
     monkeypatch.setenv("API_KEY", KEY)
-    get_settings.cache_clear()
+    reset()
     with TestClient(create_app()) as client:
         yield client
 
@@ -199,7 +201,7 @@ def _answers(url: str) -> bool:
 def webhook_env(api_settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("MODEL_RELOAD_INTERVAL", "600")
-    get_settings.cache_clear()
+    reset()
 
 
 @pytest.mark.slow
@@ -208,7 +210,7 @@ def test_alias_moved_through_a_real_mlflow_server_is_served_within_seconds(
 ) -> None:
     from mlflow import MlflowClient
 
-    from serving.webhook import ensure_webhook
+    from serving.neuroweaver.signatures import ensure_webhook
 
     hook_url = f"http://{live_server.url}{HOOK}"
     first = ensure_webhook(mlflow_server, hook_url, "an-old-secret")

@@ -1,0 +1,182 @@
+"""One service's assessment: health now, failure risk, capacity forecast and scaling advice.
+
+Plain functions over samples already read from the store; the orchestrator and the API both
+use them. A service with too little history gets an assessment that says so instead of
+numbers computed from nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from monitoring.assess.failure import FailureRisk, ServiceSignals, failure_risk
+from monitoring.assess.forecasting import (
+    Forecast,
+    InsufficientHistory,
+    ThresholdCrossing,
+    forecast_capacity,
+    threshold_crossing,
+)
+from monitoring.assess.scaling import (
+    HorizontalAutoscaler,
+    MetricSample,
+    PredictiveAutoscaler,
+    Recommendation,
+    ScalingPolicy,
+)
+from monitoring.config import OrchestratorSettings
+from monitoring.neuroweaver.labels import ERROR_SLO_PERCENT, LATENCY_SLO_MS
+from monitoring.samples import METRICS, Sample
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+FORECAST_STEP = pd.Timedelta(minutes=5)
+# Default capacity thresholds per metric: the SLOs for latency and errors, headroom for the rest.
+THRESHOLDS: dict[str, float | None] = {
+    "cpu_usage": 80.0,
+    "memory_usage": 90.0,
+    "network_latency": LATENCY_SLO_MS,
+    "error_rate": ERROR_SLO_PERCENT,
+    "request_count": None,
+}
+OBJECTIVES = {"latency": LATENCY_SLO_MS, "error_rate": ERROR_SLO_PERCENT, "memory": 90.0}
+RISK_COLUMNS = {"network_latency": "latency", "error_rate": "error_rate", "memory_usage": "memory"}
+RISK_WINDOW = 60  # rows (minutes) of history behind the risk's trends
+MIN_RISK_ROWS = 10
+NOW_ROWS = 5  # "now" is the mean of the last few rows, not one noisy sample
+
+
+@dataclass(frozen=True)
+class OpenAnomaly:
+    metrics: tuple[str, ...]
+    score: float
+
+
+@dataclass(frozen=True)
+class CapacityForecast:
+    metric: str
+    forecast: Forecast
+    threshold: float | None
+    crossing: ThresholdCrossing | None
+
+
+@dataclass
+class Assessment:
+    service: str
+    at: datetime
+    rows: int
+    health: dict[str, float] = field(default_factory=dict)
+    predicted_score: float | None = None
+    risk: FailureRisk | None = None
+    capacity: CapacityForecast | None = None
+    recommendation: Recommendation | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def frame_of(samples: Sequence[Sample]) -> pd.DataFrame:
+    index = pd.DatetimeIndex([s.timestamp for s in samples], name="timestamp")
+    data = {m: [getattr(s, m) for s in samples] for m in METRICS}
+    return pd.DataFrame(data, index=index).sort_index()
+
+
+def forecast_metric(
+    frame: pd.DataFrame, metric: str, horizon: timedelta, threshold: float | None
+) -> CapacityForecast:
+    """A forecast on 5-minute means; raises InsufficientHistory under two days of history."""
+    series = frame[metric].resample(FORECAST_STEP).mean().dropna()
+    steps = max(1, int(np.ceil(pd.Timedelta(horizon) / FORECAST_STEP)))
+    forecast = forecast_capacity(series, steps)
+    crossing = None if threshold is None else threshold_crossing(forecast, threshold)
+    return CapacityForecast(metric, forecast, threshold, crossing)
+
+
+def predicted_score(frame: pd.DataFrame, predictor: Predictor | None) -> float | None:
+    if predictor is None or frame.empty:
+        return None
+    rows = frame[list(METRICS)].tail(NOW_ROWS).to_numpy(np.float64)
+    return float(np.clip(np.mean(predictor(rows)), 0.0, 1.0))
+
+
+def risk_of(
+    frame: pd.DataFrame, score: float | None, anomalies: Sequence[OpenAnomaly], horizon: int
+) -> FailureRisk:
+    recent = frame.tail(RISK_WINDOW)
+    metrics = {name: recent[column].to_numpy() for column, name in RISK_COLUMNS.items()}
+    signals = ServiceSignals(
+        performance_score=score,
+        metrics=metrics,
+        open_anomalies=len(anomalies),
+        max_anomaly_score=max((a.score for a in anomalies), default=0.0),
+        objectives=OBJECTIVES,
+    )
+    return failure_risk(signals, horizon)
+
+
+def recommend(
+    frame: pd.DataFrame,
+    now: datetime,
+    capacity: CapacityForecast | None,
+    settings: OrchestratorSettings,
+    service: str,
+) -> Recommendation:
+    """The predictive mode when a CPU forecast exists, else Kubernetes' HPA rule alone.
+
+    Each run starts a fresh autoscaler: the stabilisation window and rate limits apply within
+    a decision, while the cluster's own HPA keeps them across decisions.
+    """
+    current = settings.replicas(service)
+    target = settings.scaling_target_cpu
+    cpu_now = float(frame["cpu_usage"].tail(NOW_ROWS).mean())
+    metrics = [MetricSample("cpu_usage", cpu_now, target)]
+    policy = ScalingPolicy(
+        min_replicas=settings.scaling_min_replicas, max_replicas=settings.scaling_max_replicas
+    )
+    hpa = HorizontalAutoscaler(policy, clock=lambda: now)
+    if capacity is None or capacity.metric != "cpu_usage":
+        return hpa.recommend(current, metrics)
+    # The forecast is per pod; the predictive mode wants the total demand.
+    total = _scaled(capacity.forecast, current)
+    startup = timedelta(minutes=settings.scaling_startup_minutes)
+    predictive = PredictiveAutoscaler(hpa, startup, lookahead=timedelta(minutes=5))
+    return predictive.recommend(current, metrics, total, target, observed=cpu_now * current)
+
+
+def _scaled(forecast: Forecast, factor: float) -> Forecast:
+    return replace(
+        forecast,
+        mean=forecast.mean * factor,
+        lower={k: v * factor for k, v in forecast.lower.items()},
+        upper={k: v * factor for k, v in forecast.upper.items()},
+    )
+
+
+def assess(
+    service: str,
+    samples: Sequence[Sample],
+    now: datetime,
+    anomalies: Sequence[OpenAnomaly],
+    predictor: Predictor | None,
+    settings: OrchestratorSettings,
+) -> Assessment:
+    """Everything the orchestrator knows about one service from its recent samples."""
+    found = Assessment(service, now, len(samples))
+    if len(samples) < MIN_RISK_ROWS:
+        found.problems.append(
+            f"too little history: {len(samples)} samples, at least {MIN_RISK_ROWS} needed"
+        )
+        return found
+    frame = frame_of(samples)
+    found.health = {m: float(frame[m].tail(NOW_ROWS).mean()) for m in METRICS}
+    found.predicted_score = predicted_score(frame, predictor)
+    found.risk = risk_of(frame, found.predicted_score, anomalies, settings.risk_horizon_minutes)
+    horizon = timedelta(minutes=settings.forecast_horizon_minutes)
+    try:
+        found.capacity = forecast_metric(frame, "cpu_usage", horizon, THRESHOLDS["cpu_usage"])
+    except InsufficientHistory as exc:
+        found.problems.append(f"no capacity forecast yet: {exc}")
+    found.recommendation = recommend(frame, now, found.capacity, settings, service)
+    return found

@@ -1,0 +1,253 @@
+"""Scaling recommendations: Kubernetes' HPA rule, and a predictive mode built on forecasts.
+
+The reactive rule follows the HPA controller's algorithm (desired = ceil(current * metric /
+target), tolerance, scale-down stabilisation, scale-up and scale-down rate policies) so that
+its advice matches what a cluster would do. The predictive mode only ever adds replicas ahead
+of a forecast rise; scaling in stays the reactive rule's decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from monitoring.assess.forecasting import Forecast
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One metric's current value (averaged per pod, as the HPA sees it) and its target."""
+
+    name: str
+    value: float
+    target: float
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """The HPA `behavior` block; defaults are Kubernetes' own."""
+
+    min_replicas: int = 1
+    max_replicas: int = 100
+    tolerance: float = 0.1
+    scale_down_window: timedelta = timedelta(minutes=5)
+    scale_up_pods: int = 4
+    scale_up_percent: float = 100.0
+    scale_up_period: timedelta = timedelta(seconds=15)
+    scale_down_percent: float = 100.0
+    scale_down_period: timedelta = timedelta(seconds=15)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A replica count with the rule that produced it and the numbers it came from."""
+
+    rule: str
+    current_replicas: int
+    desired_replicas: int
+    metrics: tuple[MetricSample, ...]
+    at: datetime
+    reasons: tuple[str, ...]
+    raw_desired: int
+    forecast_value: float | None = None
+    forecast_at: datetime | None = None
+
+    @property
+    def direction(self) -> str:
+        if self.desired_replicas == self.current_replicas:
+            return "hold"
+        return "out" if self.desired_replicas > self.current_replicas else "in"
+
+
+def metric_proposal(current: int, metric: MetricSample, tolerance: float) -> tuple[int, str]:
+    """One metric's replica proposal by the HPA formula, and why."""
+    ratio = metric.value / metric.target
+    if abs(ratio - 1.0) <= tolerance:
+        return current, (
+            f"{metric.name} {metric.value:g} vs target {metric.target:g}: ratio {ratio:.3f} "
+            f"within tolerance {tolerance:g}, keep {current}"
+        )
+    # The small epsilon keeps float noise (90/75*50 = 60.000000000000007) from adding a pod.
+    desired = math.ceil(current * ratio - 1e-9)
+    return desired, (
+        f"{metric.name} {metric.value:g} vs target {metric.target:g}: "
+        f"ceil({current} * {ratio:.3f}) = {desired}"
+    )
+
+
+def raw_desired(
+    current: int, metrics: Sequence[MetricSample], tolerance: float
+) -> tuple[int, list[str]]:
+    """The HPA's multi-metric proposal: the largest of the per-metric proposals."""
+    if not metrics:
+        raise ValueError("at least one metric is needed to recommend a replica count")
+    proposals = [metric_proposal(current, m, tolerance) for m in metrics]
+    return max(p for p, _ in proposals), [reason for _, reason in proposals]
+
+
+@dataclass
+class HorizontalAutoscaler:
+    """Kubernetes' reactive HPA rule with its stabilisation window and rate policies.
+
+    It assumes its recommendations are applied (as the HPA controller applies them), so the
+    rate limits count the changes it has recommended in each period.
+    """
+
+    policy: ScalingPolicy = field(default_factory=ScalingPolicy)
+    clock: Clock = datetime.now
+    history: list[tuple[datetime, int]] = field(default_factory=list)
+    events: list[tuple[datetime, int]] = field(default_factory=list)
+
+    def recommend(self, current: int, metrics: Sequence[MetricSample]) -> Recommendation:
+        now = self.clock()
+        proposal, reasons = self.reactive(now, current, metrics)
+        return self.finish("hpa", now, current, metrics, proposal, reasons)
+
+    def reactive(
+        self, now: datetime, current: int, metrics: Sequence[MetricSample]
+    ) -> tuple[int, list[str]]:
+        """The raw proposal, then stabilised: scale down only to the window's highest one."""
+        raw, reasons = raw_desired(current, metrics, self.policy.tolerance)
+        self.history = [(t, r) for t, r in self.history if now - t < self.policy.scale_down_window]
+        self.history.append((now, raw))
+        stable = max(r for _, r in self.history) if raw < current else raw
+        stable = min(stable, max(current, raw))
+        if stable != raw:
+            window = self.policy.scale_down_window
+            reasons.append(f"stabilised: highest recommendation over last {window} is {stable}")
+        return stable, reasons
+
+    def finish(
+        self,
+        rule: str,
+        now: datetime,
+        current: int,
+        metrics: Sequence[MetricSample],
+        proposal: int,
+        reasons: list[str],
+    ) -> Recommendation:
+        """Apply the rate policies and replica bounds, and record the change as applied."""
+        desired = self.limited(now, current, proposal, reasons)
+        if desired != current:
+            self.events.append((now, desired - current))
+        return Recommendation(
+            rule,
+            current,
+            desired,
+            tuple(metrics),
+            now,
+            tuple(reasons),
+            proposal,
+        )
+
+    def added_since(self, now: datetime, period: timedelta, sign: int) -> int:
+        return sum(d for t, d in self.events if now - t < period and d * sign > 0)
+
+    def limited(self, now: datetime, current: int, proposal: int, reasons: list[str]) -> int:
+        p = self.policy
+        if proposal > current:
+            start = current - self.added_since(now, p.scale_up_period, +1)
+            # Kubernetes picks the most permissive policy (selectPolicy: Max).
+            cap = max(start + p.scale_up_pods, math.ceil(start * (1 + p.scale_up_percent / 100)))
+            desired = min(proposal, cap)
+        else:
+            start = current - self.added_since(now, p.scale_down_period, -1)
+            floor = math.ceil(start * (1 - p.scale_down_percent / 100))
+            desired = max(proposal, floor)
+        if desired != proposal:
+            reasons.append(f"rate-limited from {proposal} to {desired}")
+        bounded = min(max(desired, p.min_replicas), p.max_replicas)
+        if bounded != desired:
+            reasons.append(f"bounded to [{p.min_replicas}, {p.max_replicas}]: {bounded}")
+        return bounded
+
+
+@dataclass
+class PredictiveAutoscaler:
+    """Scales out ahead of a forecast rise, allowing for the replicas' start-up time.
+
+    `forecast` is of the total demand in the metric's units (e.g. requests/s or CPU cores
+    summed over pods), so the need it implies does not depend on the current replica count.
+    It never scales in on the forecast alone: scale-in happens only when the reactive rule
+    proposes it, and then no further than the forecast allows.
+    """
+
+    hpa: HorizontalAutoscaler
+    startup: timedelta
+    # None: the point forecast. Anchored to observed demand it meets the replay's targets;
+    # an upper bound (80, 95) buys more safety for more replica-minutes.
+    level: int | None = None
+    # Demand beyond start-up that replicas started now must also cover (one decision period).
+    lookahead: timedelta = timedelta(0)
+
+    def recommend(
+        self,
+        current: int,
+        metrics: Sequence[MetricSample],
+        forecast: Forecast,
+        target: float,
+        observed: float | None = None,
+    ) -> Recommendation:
+        """`target` is the demand one replica should carry; `observed` the demand now.
+
+        With `observed`, the forecast's path is anchored to it: the forecast's rise from now
+        to when new replicas are ready is added to what is measured now, so a forecast whose
+        level has drifted since it was fitted does not over- or under-provision.
+        """
+        now = self.hpa.clock()
+        reactive, reasons = self.hpa.reactive(now, current, metrics)
+        when, need = self.forecast_need(now, forecast)
+        if observed is not None:
+            base = forecast.value_at(pd.Timestamp(now))
+            reasons.append(f"anchored to observed {observed:g} (forecast now {base:g})")
+            need = max(observed + need - base, 0.0)
+        bound = "mean" if self.level is None else f"upper {self.level}%"
+        # The forecast goes through the same formula and tolerance as a measured metric, so
+        # that it asks for no more headroom than the reactive rule would at that demand.
+        per_pod = MetricSample(
+            f"forecast {bound} at {when:%Y-%m-%d %H:%M}", need / max(current, 1), target
+        )
+        needed, why = metric_proposal(current, per_pod, self.hpa.policy.tolerance)
+        reasons.append(why)
+        proposal = self.combine(current, reactive, needed, reasons)
+        rec = self.hpa.finish(
+            "predictive" if proposal != reactive else "hpa",
+            now,
+            current,
+            metrics,
+            proposal,
+            reasons,
+        )
+        return replace(rec, forecast_value=need, forecast_at=when)
+
+    def forecast_need(self, now: datetime, forecast: Forecast) -> tuple[datetime, float]:
+        """Highest forecast demand once a replica started now is ready (the lookahead window).
+
+        Demand before then is out of reach: new replicas cannot serve it in time.
+        """
+        ready = now + self.startup
+        values = forecast.mean if self.level is None else forecast.upper[self.level]
+        lo = int(forecast.index.searchsorted(ready, side="left"))
+        hi = int(forecast.index.searchsorted(ready + self.lookahead, side="right"))
+        lo = min(lo, len(values) - 1)
+        best = lo + int(np.argmax(values[lo : max(hi, lo + 1)]))
+        return forecast.index[best].to_pydatetime(), float(values[best])
+
+    @staticmethod
+    def combine(current: int, reactive: int, needed: int, reasons: list[str]) -> int:
+        if reactive >= current:
+            if needed > reactive:
+                reasons.append(f"scale out ahead of the forecast: {needed} > reactive {reactive}")
+            return max(reactive, needed)
+        # Reactive wants to scale in; the forecast may only hold some replicas back.
+        held = min(current, max(reactive, needed))
+        if held > reactive:
+            reasons.append(f"scale-in held at {held}: the forecast needs them soon")
+        return held

@@ -1,0 +1,145 @@
+"""The settings every layer reads: the stores, MLflow, Optuna, the served model, the orchestrator.
+
+Each settings object is read from the environment once and cached. Serving extends `Settings`
+with its HTTP settings (`serving.settings`); `reset()` forgets every cached object, for tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, cast
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from monitoring.healing.actions import Mode
+from monitoring.healing.policy import CommandSpec, HealingPolicy
+
+F = TypeVar("F", bound=Callable[..., Any])
+_CACHES: list[Any] = []
+
+
+def cached(read: F) -> F:
+    """Caches a reader of settings or engines by its arguments; `reset()` forgets what it read."""
+    wrapped = lru_cache(maxsize=None)(read)
+    _CACHES.append(wrapped)
+    return cast(F, wrapped)
+
+
+def reset() -> None:
+    """Forgets every cached settings object and store engine, so the next read sees the env."""
+    for cache in _CACHES:
+        cache.cache_clear()
+
+
+class Settings(BaseSettings):
+    """What every layer reads, each with a safe default; `serving.settings` adds the HTTP side."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = "sqlite:///data/automatrix.db"
+    mlflow_tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    optuna_storage: str = "sqlite:///data/optuna.db"
+    prefect_api_url: str | None = None
+    model_name: str = Field(default="neuroweaver", min_length=1)
+    model_alias: str = Field(default="champion", min_length=1)
+    model_save_path: Path = Path("mlruns/models")
+    enable_ml_training: bool = True
+    # Required on every mutating API call when set; the flows send it when they call the API.
+    api_key: SecretStr | None = None
+
+    @field_validator("database_url", "optuna_storage")
+    @classmethod
+    def _parsable_sql_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except Exception:  # sqlalchemy's text would repeat the URL, password included
+            raise ValueError("not a SQLAlchemy database URL (expected dialect://...)") from None
+        return value
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _parsable_tracking_uri(cls, value: str) -> str:
+        if "://" not in value and not value.startswith(("/", ".")):
+            raise ValueError(
+                "expected a URI such as sqlite:///mlruns/mlflow.db or http://host:5000"
+            )
+        return value
+
+
+@cached
+def get_settings() -> Settings:
+    """The process-wide core settings; `reset()` forgets them."""
+    return Settings()
+
+
+class CommandSetting(BaseModel):
+    argv: list[str] = Field(min_length=1)
+    undo_argv: list[str] | None = None
+
+
+class OrchestratorSettings(BaseSettings):
+    """Every orchestrator setting, each with a safe default (healing is a dry run)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    healing_mode: Mode = Mode.DRY_RUN
+    healing_rate_limit_minutes: float = Field(default=15.0, gt=0)
+    # Where scaling recommendations are POSTed; none: no scaling action is ever proposed.
+    healing_webhook_url: str | None = None
+    # JSON: {"service": {"argv": [...], "undo_argv": [...]}}; nothing else is ever run.
+    healing_commands: dict[str, CommandSetting] = Field(default_factory=dict)
+    healing_command_timeout_s: float = Field(default=30.0, gt=0)
+    # The API that holds RelayCore, for the flow's drain and restore (none: not available).
+    orchestrator_api_url: str | None = None
+    scaling_target_cpu: float = Field(default=70.0, gt=0, le=100)
+    scaling_default_replicas: int = Field(default=2, ge=1)
+    scaling_replicas: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    scaling_startup_minutes: float = Field(default=5.0, ge=0)
+    scaling_min_replicas: int = Field(default=1, ge=1)
+    scaling_max_replicas: int = Field(default=100, ge=1)
+    anomaly_open_score: float = Field(default=0.9, gt=0, lt=1)
+    anomaly_quiet_minutes: float = Field(default=15.0, gt=0)
+    detector_warmup_hours: float = Field(default=72.0, gt=0)
+    detector_first_lookback_hours: float = Field(default=24.0, gt=0)
+    forecast_horizon_minutes: int = Field(default=60, ge=5, le=10_080)
+    risk_horizon_minutes: int = Field(default=30, ge=1, le=1440)
+
+    @field_validator("scaling_replicas", mode="before")
+    @classmethod
+    def _split_replicas(cls, value: object) -> object:
+        """`name=3,name=5`."""
+        if not isinstance(value, str):
+            return value
+        found: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, count = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"expected service=replicas, got {item!r}")
+            found[name.strip()] = int(count)
+        return found
+
+    def replicas(self, service: str) -> int:
+        return self.scaling_replicas.get(service, self.scaling_default_replicas)
+
+    def healing_policy(self) -> HealingPolicy:
+        commands = {
+            name: CommandSpec(tuple(c.argv), tuple(c.undo_argv) if c.undo_argv else None)
+            for name, c in self.healing_commands.items()
+        }
+        return HealingPolicy(
+            mode=self.healing_mode,
+            rate_limit=timedelta(minutes=self.healing_rate_limit_minutes),
+            webhook_url=self.healing_webhook_url,
+            commands=commands,
+        )
+
+
+@cached
+def get_orchestrator_settings() -> OrchestratorSettings:
+    """The orchestrator's settings, read once; `reset()` forgets them."""
+    return OrchestratorSettings()

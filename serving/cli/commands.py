@@ -1,0 +1,181 @@
+"""The `automatrix` command: up, ingest, train, serve and detect."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, cast
+
+import typer
+from pydantic import ValidationError
+
+from serving.settings import ServingSettings, get_settings
+
+app = typer.Typer(help="AutoMatrix: AI operations for service metrics.", no_args_is_help=True)
+
+
+def load_settings() -> ServingSettings:
+    """The settings, or a message naming each bad variable and a non-zero exit."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            variable = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            typer.echo(f"invalid setting {variable}: {error['msg']}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def up(
+    seed: Annotated[
+        bool, typer.Option(help="seed simulated metrics and train on an empty store")
+    ] = True,
+) -> None:
+    """Start Prefect (server, deployments, worker), the MLflow UI and the API; Ctrl-C stops all."""
+    from serving.cli.platform import run_platform
+
+    run_platform(load_settings(), seed=seed)
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Option(help="simulator, prometheus or csv")] = "simulator",
+    start: Annotated[
+        datetime | None, typer.Option(help="window start (UTC); default: since the last run")
+    ] = None,
+    end: Annotated[datetime | None, typer.Option(help="window end (UTC); default: now")] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="CSV file for --source csv")
+    ] = None,
+    prometheus_url: Annotated[
+        str, typer.Option(help="Prometheus base URL")
+    ] = "http://127.0.0.1:9090",
+) -> None:
+    """Run the ingestion flow once; a start and end backfill that window."""
+    load_settings()
+    if source not in ("simulator", "prometheus", "csv"):
+        _fail(f"--source must be simulator, prometheus or csv, not {source!r}")
+    from flows.ingest import ingest_flow
+
+    result = _run(
+        lambda: ingest_flow(
+            source=cast(Any, source),
+            start=_utc(start),
+            end=_utc(end),
+            csv_path=str(csv_path) if csv_path else None,
+            prometheus_url=prometheus_url,
+        )
+    )
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def train(
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trials")] = 20,
+    timeout: Annotated[float, typer.Option(min=1, help="search time limit in seconds")] = 480.0,
+    window_days: Annotated[float, typer.Option(min=0.01, help="days of history to train on")] = 7.0,
+    max_epochs: Annotated[int, typer.Option(min=1, help="largest epoch count searched")] = 20,
+    data: Annotated[
+        Path | None, typer.Option(help="JSON file of labelled rows to train on")
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="join this Optuna study (scale-out)")
+    ] = None,
+) -> None:
+    """Run the training flow once: search, register, promote if better."""
+    load_settings()
+    rows = _read_rows(data) if data else None
+    from flows.train import train_flow
+
+    result = _run(
+        lambda: train_flow(
+            trials=trials,
+            timeout_s=timeout,
+            window_days=window_days,
+            max_epochs=max_epochs,
+            data=rows,
+            study_name=study_name,
+        )
+    )
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="log every request (costs a third of predict's CPU)")
+    ] = False,
+) -> None:
+    """Start the API alone."""
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log or settings.debug,
+    )
+
+
+@app.command()
+def detect(
+    inputs: Annotated[list[Path], typer.Argument(help="timestamp,value CSV files")],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", help="where DIR/<name>.csv is written")
+    ],
+) -> None:
+    """Anomaly scores in [0, 1] for each row, computed from that row and the ones before it only."""
+    from monitoring.anomaly.files import DetectInputError, detect_files
+
+    try:
+        written = detect_files(list(inputs), output_dir)
+    except DetectInputError as exc:
+        _fail(str(exc))
+    for path in written:
+        typer.echo(str(path))
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"{path}: {exc}")
+    rows = body.get("data") if isinstance(body, dict) else body
+    if not isinstance(rows, list):
+        _fail(f'{path}: expected a list of rows or {{"data": [...]}}')
+    return rows
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _run(call: Any) -> Any:
+    """Runs a flow; a failure becomes a one-line message and exit code 1."""
+    try:
+        return call()
+    except ValidationError as exc:
+        _fail(f"invalid parameter: {exc.errors()[0]['msg']}")
+    except Exception as exc:  # the flow already logged the traceback
+        _fail(f"{type(exc).__name__}: {exc}", code=1)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=code)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,57 @@
+"""Push ingestion: samples posted by services, validated and upserted like any other source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
+
+from monitoring.samples import METRICS, Sample, validate
+from monitoring.store.ingestion import store_batch
+from serving.neuroweaver.schemas import MetricsPush, MetricsPushResult
+from serving.state import EngineDep, HubDep
+
+router = APIRouter(prefix="/api/v2", tags=["ingestion"])
+LIVE_ROWS = 500
+
+
+@router.post(
+    "/metrics",
+    response_model=MetricsPushResult,
+    responses={
+        422: {"description": "every sample was rejected (nothing stored); reasons given"},
+        503: {"description": "the metric store is unreachable"},
+    },
+)
+async def push_metrics(body: MetricsPush, engine: EngineDep, hub: HubDep) -> MetricsPushResult:
+    """Stores the valid samples (idempotent by service and time); 200 reports any rejected ones."""
+    if not body.samples:
+        raise HTTPException(422, "samples is empty")
+    checked = validate(body.samples)
+    reasons = [f"row {r.index}: {r.reason}" for r in checked.rejected][:100]
+    if not checked.accepted:
+        raise HTTPException(
+            422,
+            {
+                "message": "every sample was rejected; nothing was stored",
+                "rejected": len(checked.rejected),
+                "reasons": reasons,
+            },
+        )
+    try:
+        report = await run_in_threadpool(store_batch, engine, checked.accepted)
+    except Exception as exc:  # the database went away mid-request
+        raise HTTPException(503, f"the metric store could not store the batch: {exc}") from None
+    hub.publish("metrics", {"samples": [_live_row(s) for s in checked.accepted[-LIVE_ROWS:]]})
+    return MetricsPushResult(
+        accepted=report.accepted, rejected=len(checked.rejected), reasons=reasons
+    )
+
+
+def _live_row(sample: Sample) -> dict[str, Any]:
+    return {
+        "service": sample.service,
+        "t": sample.timestamp.timestamp(),
+        **{metric: getattr(sample, metric) for metric in METRICS},
+    }

@@ -1,1 +1,0 @@
-"""One router per area of the API; `serving.app.ROUTERS` lists the ones the app includes."""
