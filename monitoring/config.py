@@ -36,6 +36,23 @@ def reset() -> None:
         cache.cache_clear()
 
 
+def parse_pairs(text: str, what: str = "value") -> dict[str, str]:
+    """`name=value,name=value` as a dict, as RELAYCORE_ENDPOINTS and SCALING_REPLICAS are given.
+
+    Refuses an item without `=`, an empty name or value, and a name given twice: a repeated
+    name is a typo, and silently keeping one of the two values would hide it.
+    """
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = (piece.strip() for piece in item.partition("="))
+        if not sep or not name or not value:
+            raise ValueError(f"expected name={what}, got {item!r}")
+        if name in found:
+            raise ValueError(f"{name!r} is given twice")
+        found[name] = value
+    return found
+
+
 class Settings(BaseSettings):
     """What every layer reads, each with a safe default; `serving.settings` adds the HTTP side."""
 
@@ -112,16 +129,8 @@ class OrchestratorSettings(BaseSettings):
     @field_validator("scaling_replicas", mode="before")
     @classmethod
     def _split_replicas(cls, value: object) -> object:
-        """`name=3,name=5`."""
-        if not isinstance(value, str):
-            return value
-        found: dict[str, Any] = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, sep, count = item.partition("=")
-            if not sep or not name.strip():
-                raise ValueError(f"expected service=replicas, got {item!r}")
-            found[name.strip()] = int(count)
-        return found
+        """`name=3,name=5`; pydantic then reads each count as an integer."""
+        return parse_pairs(value, "replicas") if isinstance(value, str) else value
 
     def replicas(self, service: str) -> int:
         return self.scaling_replicas.get(service, self.scaling_default_replicas)

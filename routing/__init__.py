@@ -5,7 +5,7 @@ Imports: the standard library only (import-linter contracts in pyproject.toml); 
 wires it to HTTP."""
 
 from routing.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
-from routing.endpoints import Endpoint, InvalidEndpoint, parse_endpoints
+from routing.endpoints import Endpoint, InvalidEndpoint
 from routing.errors import (
     AllAttemptsFailed,
     DeadlineExpired,
@@ -65,5 +65,4 @@ __all__ = [
     "UnknownEndpoint",
     "UnknownPolicy",
     "make_policy",
-    "parse_endpoints",
 ]

@@ -45,20 +45,6 @@ def validate_url(url: str) -> None:
         raise InvalidEndpoint(f"URL has no host: {url!r}")
 
 
-def parse_endpoints(spec: str) -> list[Endpoint]:
-    """Parse ``name=url,name=url`` (the RELAYCORE_ENDPOINTS format)."""
-    endpoints: list[Endpoint] = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, url = item.partition("=")
-        if not sep:
-            raise InvalidEndpoint(f"expected name=url, got {item!r}")
-        endpoints.append(Endpoint(name.strip(), url.strip()))
-    names = [e.name for e in endpoints]
-    if len(set(names)) != len(names):
-        raise InvalidEndpoint("endpoint names must be unique")
-    return endpoints
-
-
 @dataclass(slots=True)
 class StatsConfig:
     latency_tau_s: float = 10.0

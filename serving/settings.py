@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from monitoring.config import Settings, cached
+from monitoring.config import Settings, cached, parse_pairs
 
 Policy = Literal["round_robin", "least_request", "peak_ewma", "adaptive"]
 
@@ -48,12 +48,10 @@ class ServingSettings(Settings):
     def _split_endpoints(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        endpoints: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, sep, url = item.partition("=")
-            if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
-                raise ValueError(f"expected name=http(s)://url, got {item!r}")
-            endpoints[name.strip()] = url.strip()
+        endpoints = parse_pairs(value, "http(s)://url")
+        for name, url in endpoints.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"expected name=http(s)://url, got {name}={url!r}")
         return endpoints
 
     @model_validator(mode="after")

@@ -1,6 +1,6 @@
 import pytest
 
-from routing.endpoints import Endpoint, EndpointStats, InvalidEndpoint, parse_endpoints
+from routing.endpoints import Endpoint, EndpointStats, InvalidEndpoint
 from routing.windows import BucketCounter, DecayingAverage, PercentileRing
 
 
@@ -30,24 +30,6 @@ def test_create_endpoint_accepts_http_and_https() -> None:
 def test_create_endpoint_rejects_empty_name() -> None:
     with pytest.raises(InvalidEndpoint, match="name"):
         Endpoint(" ", "http://h/")
-
-
-def test_parse_endpoints_reads_name_url_pairs() -> None:
-    endpoints = parse_endpoints("a=http://127.0.0.1:9001/work, b=http://127.0.0.1:9002/work")
-    assert [(e.name, e.url) for e in endpoints] == [
-        ("a", "http://127.0.0.1:9001/work"),
-        ("b", "http://127.0.0.1:9002/work"),
-    ]
-
-
-def test_parse_endpoints_rejects_duplicate_names() -> None:
-    with pytest.raises(InvalidEndpoint, match="unique"):
-        parse_endpoints("a=http://h/1,a=http://h/2")
-
-
-def test_parse_endpoints_rejects_item_without_equals() -> None:
-    with pytest.raises(InvalidEndpoint, match="name=url"):
-        parse_endpoints("http://h/1")
 
 
 def test_finish_call_leaves_failures_out_of_latency() -> None:

@@ -46,6 +46,12 @@ def test_cli_refuses_a_bad_setting_naming_the_variable(
     assert variable in result.stderr or (variable == "ENVIRONMENT" and "API_KEY" in result.stderr)
 
 
+def test_cli_refuses_an_endpoint_name_given_twice(settings: ServingSettings) -> None:
+    result = _run("ingest", env={"RELAYCORE_ENDPOINTS": "a=http://h/1,a=http://h/2"})
+    assert result.returncode == 2
+    assert "RELAYCORE_ENDPOINTS" in result.stderr and "'a' is given twice" in result.stderr
+
+
 @pytest.mark.slow
 def test_cli_ingest_backfills_a_window_and_prints_the_report(settings: ServingSettings) -> None:
     result = _run(
