@@ -132,8 +132,12 @@ def configure_logging(settings: Any) -> None:
         root.setLevel(logging.INFO)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
+        # uvicorn silences its access log (no handler, no propagation) unless --access-log: a
+        # line per request costs a third of predict's CPU. Prefect's logging setup, which the
+        # API imported at start-up until 6334182, used to hide that this line turned it back on.
+        wanted = bool(logger.handlers) or logger.propagate
         logger.handlers = []
-        logger.propagate = True
+        logger.propagate = wanted
 
 
 def new_request_id(given: str | None) -> str:

@@ -193,3 +193,35 @@ def test_start_with_bad_database_url_names_no_password(
     reset()
     assert result.exit_code == 2 and "DATABASE_URL" in result.output
     assert PASSWORD not in result.output
+
+
+@pytest.fixture
+def uvicorn_access_logger() -> Iterator[logging.Logger]:
+    """uvicorn's access logger, put back as it was afterwards."""
+    logger = logging.getLogger("uvicorn.access")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield logger
+    logger.handlers, logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])
+
+
+def test_configure_logging_keeps_access_log_silent_when_uvicorn_silenced_it(
+    uvicorn_access_logger: logging.Logger,
+) -> None:
+    from serving.http.logs import configure_logging
+
+    uvicorn_access_logger.handlers, uvicorn_access_logger.propagate = [], False  # access_log=False
+    configure_logging(get_settings())
+    assert not uvicorn_access_logger.hasHandlers()  # uvicorn then logs no line per request
+
+
+def test_configure_logging_routes_access_log_to_json_when_asked_for(
+    uvicorn_access_logger: logging.Logger,
+) -> None:
+    from serving.http.logs import configure_logging
+
+    uvicorn_access_logger.handlers = [logging.StreamHandler()]  # access_log=True
+    uvicorn_access_logger.propagate = False
+    configure_logging(get_settings())
+    assert uvicorn_access_logger.handlers == [] and uvicorn_access_logger.propagate
+    assert uvicorn_access_logger.hasHandlers()
