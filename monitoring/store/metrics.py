@@ -1,4 +1,4 @@
-"""The metric store: SQLAlchemy 2 models, engines, and bulk idempotent upserts."""
+"""Metric samples in the store: bulk idempotent upserts keyed by (service, timestamp), and reads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The orchestrator's tables: detected anomalies, detector cursors and the healing audit table.
+"""The orchestrator's queries: detected anomalies, detector cursors and the healing audit trail.
 
 `SqlActionRepository` is the SQL form of the healing engine's `ActionRepository` Protocol.
 """
