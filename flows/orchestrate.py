@@ -55,10 +55,11 @@ def load_champion(now: datetime) -> tuple[Predictor | None, ModelHealth | None]:
 
     settings = get_settings()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    if registry.current_champion(settings.model_name, settings.model_alias) is None:
+    champion = registry.alias_version(settings.model_name, settings.model_alias)
+    if champion is None:
         return None, None
     try:
-        model, version = registry.load_version(settings.model_name, settings.model_alias)
+        model, version = registry.load_version(settings.model_name, champion)
     except registry.ModelLoadError as exc:
         get_run_logger().warning("no predicted score this run: %s", exc)
         return None, None

@@ -101,10 +101,6 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
-def current_champion(name: str, alias: str) -> str | None:
-    return alias_version(name, alias)
-
-
 def get_version(name: str, version: str) -> ModelVersion:
     """One registered version; NotFound when it does not exist."""
     return _call(MlflowClient().get_model_version, name, version)
@@ -137,10 +133,8 @@ def run_metrics(run_id: str | None) -> dict[str, float]:
 
 
 def set_alias(name: str, alias: str, version: str) -> None:
-    """Points `name@alias` at `version`, which must exist."""
-    client = MlflowClient()
-    _call(client.get_model_version, name, version)
-    _call(client.set_registered_model_alias, name, alias, version)
+    """Points `name@alias` at `version`; callers check first that the version exists."""
+    _call(MlflowClient().set_registered_model_alias, name, alias, version)
 
 
 def move_alias(name: str, alias: str, expected: str, to: str) -> str:
@@ -148,6 +142,7 @@ def move_alias(name: str, alias: str, expected: str, to: str) -> str:
     current = resolve_alias(name, alias)
     if current != expected:
         raise ValueError(f"@{alias} is version {current} now, not {expected}: left alone")
+    get_version(name, to)  # NotFound for a version that is gone
     set_alias(name, alias, to)
     return current
 
@@ -155,11 +150,8 @@ def move_alias(name: str, alias: str, expected: str, to: str) -> str:
 # --- loading ------------------------------------------------------------------------------
 
 
-def load_version(name: str, version_or_alias: str) -> tuple[NeuroWeaverModel, str]:
-    """Loads `models:/name/version` or `models:/name@alias`; returns the model and its version."""
-    version = version_or_alias
-    if not version_or_alias.isdigit():
-        version = str(MlflowClient().get_model_version_by_alias(name, version_or_alias).version)
+def load_version(name: str, version: str) -> tuple[NeuroWeaverModel, str]:
+    """Loads `models:/name/version` (weights only, no code run); the model and its version."""
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = _download(name, version, Path(tmp))
     return model, version
@@ -279,7 +271,7 @@ def decide(
     new_model, _ = load_version(name, new_version)
     check_model(new_model, x_test[:10])
     new_rmse = rmse(new_model.predict(x_test), y_test)
-    champion = current_champion(name, alias)
+    champion = alias_version(name, alias)
     if champion is None:
         return PromotionDecision(True, new_version, new_rmse, None, None, "no champion yet")
     try:
