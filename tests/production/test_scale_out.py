@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support.net import free_port
-from tests.support.polling import wait_until
+from tests.support.polling import wait_for
 from tests.support.relaycore import start_backend
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -152,15 +152,15 @@ def test_deliver_queue_from_several_api_processes_sends_each_message_once(
         for port, n in zip(ports, (2, 1), strict=True)
     ]
     try:
-        wait_until(lambda: all(ready(port) for port in ports), 120, 0.2)
+        wait_for(lambda: all(ready(port) for port in ports), 120, 0.2)
         ids = {
             durable.enqueue(engine, {"id": i}, priority=i % 10, max_attempts=8)
             for i in range(total)
         }
-        wait_until(
+        wait_for(
             lambda: len(keys(record)) >= total or any(a.poll() is not None for a in apis), 120, 0.2
         )
-        wait_until(lambda: durable.counts(engine)["delivered"] == total, 30, 0.2)
+        wait_for(lambda: durable.counts(engine)["delivered"] == total, 30, 0.2)
         single = httpx.get(
             f"http://127.0.0.1:{ports[1]}/api/v2/relaycore/status", timeout=10
         ).json()

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from monitoring.store import durable, migrate
 from monitoring.store.engine import make_engine
-from tests.support.polling import wait_until
+from tests.support.polling import wait_for
 from tests.support.relaycore import Backend
 
 MESSAGE = "/api/v2/relaycore/message"
@@ -118,7 +118,7 @@ def test_deliver_async_message_sends_its_id_as_idempotency_key(
     accepted = client.post(MESSAGE, json={"payload": {"id": 7}, "async": True, "priority": 8})
     assert accepted.status_code == 202
     message_id = accepted.json()["id"]
-    wait_until(lambda: message_state(client, message_id)["state"] == "delivered", 15)
+    wait_for(lambda: message_state(client, message_id)["state"] == "delivered", 15)
     state = message_state(client, message_id)
     assert state["attempts"] == 1 and state["endpoint"] == "a" and state["response_status"] == 200
     assert record.read_text().split() == [message_id, "7"]
@@ -133,7 +133,7 @@ def test_deliver_async_message_to_failing_endpoint_fails_after_its_attempts(
         delivery_backoff_s=0.05,
     )
     message_id = client.post(MESSAGE, json={"payload": {}, "async": True}).json()["id"]
-    wait_until(lambda: message_state(client, message_id)["state"] == "failed", 20)
+    wait_for(lambda: message_state(client, message_id)["state"] == "failed", 20)
     state = message_state(client, message_id)
     assert state["attempts"] == 2
     assert "gave up after 2 attempts" in state["last_error"] and "500" in state["last_error"]
@@ -144,7 +144,7 @@ def test_deliver_async_message_refused_with_4xx_fails_at_once(
 ) -> None:
     client = relay_app(endpoints={"a": backends("a", fail_status=400).url})
     message_id = client.post(MESSAGE, json={"payload": {}, "async": True}).json()["id"]
-    wait_until(lambda: message_state(client, message_id)["state"] == "failed", 15)
+    wait_for(lambda: message_state(client, message_id)["state"] == "failed", 15)
     state = message_state(client, message_id)
     assert state["attempts"] == 1 and state["response_status"] == 400
 
@@ -159,7 +159,7 @@ def test_deliver_async_messages_waits_while_stopped(
     time.sleep(0.6)  # a few delivery polls
     assert message_state(client, message_id)["state"] == "queued"
     client.post("/api/v2/relaycore/start")
-    wait_until(lambda: message_state(client, message_id)["state"] == "delivered", 15)
+    wait_for(lambda: message_state(client, message_id)["state"] == "delivered", 15)
 
 
 def test_get_message_unknown_returns_404(relay_app: Callable[..., Any]) -> None:
@@ -231,7 +231,7 @@ def test_deliver_async_service_message_only_to_its_endpoints(
         states.update({i: client.get(f"/api/v2/relaycore/messages/{i}").json() for i in ids})
         return all(s["state"] == "delivered" for s in states.values())
 
-    wait_until(delivered, 20)
+    wait_for(delivered, 20)
     assert {s["endpoint"] for s in states.values()} == {"b1"}
 
 
@@ -250,5 +250,5 @@ def test_fail_async_message_for_service_without_endpoint_after_attempts(
         found.update(client.get(f"/api/v2/relaycore/messages/{message_id}").json())
         return found["state"] == "failed"
 
-    wait_until(failed, 20)
+    wait_for(failed, 20)
     assert found["attempts"] == 2 and "'nobody'" in found["last_error"]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.net import free_port
-from tests.support.polling import wait_until
+from tests.support.polling import wait_for
 from tests.support.relaycore import Backend, api_process, relay_environment
 
 MESSAGE = "/api/v2/relaycore/message"
@@ -88,14 +88,14 @@ def test_deliver_async_messages_after_api_is_killed_reaches_every_one(
             ).json()["id"]
             for i in range(total)
         ]
-        wait_until(lambda: len(keys_received(record)) >= 8, 30)
+        wait_for(lambda: len(keys_received(record)) >= 8, 30)
         api.send_signal(signal.SIGKILL)  # messages are in flight at the receiver right now
         api.wait(timeout=10)
         delivered_before = set(keys_received(record))
         assert len(delivered_before) < total
         api = api_process(env, port, log)
-        wait_until(lambda: set(ids) <= set(keys_received(record)), 60, 0.2)
-        wait_until(lambda: _states(base, ids) == {"delivered": total}, 15, 0.2)
+        wait_for(lambda: set(ids) <= set(keys_received(record)), 60, 0.2)
+        wait_for(lambda: _states(base, ids) == {"delivered": total}, 15, 0.2)
     finally:
         api.send_signal(signal.SIGTERM)
         api.wait(timeout=20)

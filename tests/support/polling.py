@@ -6,16 +6,9 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(condition: object, timeout: float = 10.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.polling import wait_until
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND = ROOT / "benchmarks" / "relay_backend.py"
@@ -69,7 +69,7 @@ def start_backend(
     line = process.stdout.readline()
     assert line.startswith("PORT "), f"backend did not start: {line!r}"
     backend = Backend(name, process, int(line.split()[1]))
-    wait_until(lambda: _accepts(backend.port), 15)
+    wait_for(lambda: _accepts(backend.port), 15)
     return backend
 
 
@@ -113,7 +113,7 @@ def api_process(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[b
     ]
     with log.open("ab") as sink:
         process = subprocess.Popen(command, cwd=ROOT, env=full, stdout=sink, stderr=sink)
-    wait_until(lambda: _ready(port) or process.poll() is not None, 90, 0.2)
+    wait_for(lambda: _ready(port) or process.poll() is not None, 90, 0.2)
     assert process.poll() is None, log.read_text()[-3000:]
     return process
 
