@@ -87,8 +87,6 @@ def resolve_alias(name: str, alias: str) -> str:
     """The version behind `name@alias`; NoChampion or RegistryUnreachable otherwise."""
     try:
         return str(_call(MlflowClient().get_model_version_by_alias, name, alias).version)
-    except NoChampion:
-        raise
     except NotFound as exc:
         raise NoChampion(f"no version of {name!r} has the alias @{alias} yet") from exc
 
