@@ -50,10 +50,14 @@ class NoChampion(NotFound):
     """No version carries the alias yet."""
 
 
-def _call(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Runs one registry call, turning MLflow's errors into ours."""
+def _call(call: Callable[[MlflowClient], T]) -> T:
+    """Runs one registry call on a new client, turning MLflow's errors into ours.
+
+    The client is made inside: making it opens the tracking store, which for a database URI may
+    run MLflow's migrations, and a failure there (another process creating the same SQLite
+    file) is the registry failing, not a crash."""
     try:
-        return call(*args, **kwargs)
+        return call(MlflowClient())
     except MlflowException as exc:
         if exc.error_code in _MISSING:
             raise NotFound(exc.message) from exc
@@ -86,7 +90,7 @@ def register(model: NeuroWeaverModel, name: str, example: np.ndarray) -> str:
 def resolve_alias(name: str, alias: str) -> str:
     """The version behind `name@alias`; NoChampion or RegistryUnreachable otherwise."""
     try:
-        return str(_call(MlflowClient().get_model_version_by_alias, name, alias).version)
+        return str(_call(lambda client: client.get_model_version_by_alias(name, alias)).version)
     except NotFound as exc:
         raise NoChampion(f"no version of {name!r} has the alias @{alias} yet") from exc
 
@@ -101,14 +105,14 @@ def alias_version(name: str, alias: str) -> str | None:
 
 def get_version(name: str, version: str) -> ModelVersion:
     """One registered version; NotFound when it does not exist."""
-    return _call(MlflowClient().get_model_version, name, version)
+    return _call(lambda client: client.get_model_version(name, version))
 
 
 def list_versions(name: str) -> list[ModelVersion]:
     """Every version of `name`, newest first; none when the model is not registered."""
     quoted = name.replace("'", "''")
     try:
-        found = _call(MlflowClient().search_model_versions, f"name='{quoted}'")
+        found = _call(lambda client: client.search_model_versions(f"name='{quoted}'"))
     except NotFound:
         return []
     return sorted(found, key=lambda v: int(v.version), reverse=True)
@@ -116,7 +120,7 @@ def list_versions(name: str) -> list[ModelVersion]:
 
 def aliases(name: str) -> dict[str, str]:
     """alias -> version (search results do not carry aliases; the registered model does)."""
-    model = _call(MlflowClient().get_registered_model, name)
+    model = _call(lambda client: client.get_registered_model(name))
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
 
@@ -132,7 +136,7 @@ def run_metrics(run_id: str | None) -> dict[str, float]:
 
 def set_alias(name: str, alias: str, version: str) -> None:
     """Points `name@alias` at `version`; callers check first that the version exists."""
-    _call(MlflowClient().set_registered_model_alias, name, alias, version)
+    _call(lambda client: client.set_registered_model_alias(name, alias, version))
 
 
 def move_alias(name: str, alias: str, expected: str, to: str) -> str:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from serving.settings import ServingSettings, get_settings
 
 app = typer.Typer(help="AutoMatrix: AI operations for service metrics.", no_args_is_help=True)
+WORKER_HEALTHCHECK_S = 60  # how long uvicorn's supervisor waits for a worker's answer
 
 
 def load_settings() -> ServingSettings:
@@ -122,6 +123,10 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=access_log or settings.debug,
+        # A worker answers the supervisor's ping from a thread while start-up imports torch and
+        # MLflow; on a loaded 2-core host that can take longer than uvicorn's 5 s, and the
+        # supervisor would kill and respawn workers that were only starting.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
 
 

@@ -184,3 +184,18 @@ def test_champion_answers_in_mlflow_models_serve(settings: ServingSettings) -> N
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_tracking_store_that_cannot_open_is_unreachable_not_a_crash(tmp_path: Path) -> None:
+    # Opening a database store runs MLflow's migrations; when that fails (here the database's
+    # folder is a file; in production, another process creating the same SQLite file), start-up
+    # must go on without a model and the poller try again.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{blocker / 'mlflow.db'}")
+    try:
+        with pytest.raises(registry.RegistryUnreachable):
+            registry.resolve_alias(NAME, "champion")
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -114,3 +116,32 @@ def test_migrations_run_twice_without_error(tmp_path) -> None:
     with make_engine(url).connect() as connection:
         current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert current == ScriptDirectory.from_config(migrate.alembic_config(url)).get_current_head()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_store(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_processes_starting_at_once_on_one_empty_store_all_reach_head(empty_store: str) -> None:
+    # uvicorn workers and API replicas migrate on start; without the store's lock, two of them
+    # create the same tables and one dies on "already exists".
+    script = "import sys; from monitoring.store import migrate; migrate.upgrade(sys.argv[1])"
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, empty_store],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    failures = [err for p in starts if (err := p.communicate(timeout=120)[1]) and p.returncode]
+    assert failures == []
+    with make_engine(empty_store).connect() as connection:
+        current = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        assert list(current) == [
+            ScriptDirectory.from_config(migrate.alembic_config(empty_store)).get_current_head()
+        ]

@@ -152,7 +152,11 @@ def test_deliver_queue_from_several_api_processes_sends_each_message_once(
         for port, n in zip(ports, (2, 1), strict=True)
     ]
     try:
-        wait_for(lambda: all(ready(port) for port in ports), 120, 0.2)
+        try:
+            wait_for(lambda: all(ready(port) for port in ports), 120, 0.2)
+        except AssertionError as exc:
+            logs = "\n".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("api-*.log")))
+            raise AssertionError(f"the API processes did not all start:\n{logs}") from exc
         ids = {
             durable.enqueue(engine, {"id": i}, priority=i % 10, max_attempts=8)
             for i in range(total)
