@@ -1,8 +1,16 @@
-"""Rolling-origin evaluation of capacity forecasting against seasonal naive and AutoETS.
+"""Rolling-origin evaluation of capacity forecasting on the real capacity series.
 
-Run: .venv/bin/python benchmarks/forecast_eval.py [--origins N]
-Every origin forecasts one day ahead from the history before it. MASE is scaled by the
-in-sample MAE of the daily seasonal naive forecast; coverage is that of our 80% interval.
+Run: nice -n 10 .venv/bin/python benchmarks/forecast_eval.py [--part development|held_out|both]
+     [--origins 5] [--max-series N] [--jobs 2]
+
+Every series of benchmarks/capacity_series.py is forecast one day ahead from each of `--origins`
+origins one day apart, from the history before the origin (capped as the product caps it).
+MASE is scaled by the in-sample MAE of the daily seasonal naive on the training part; per
+series each method's MASE is averaged over origins and divided by the daily seasonal naive's,
+and the tables give the geometric mean of that ratio over series, per part and per source.
+"ours" is `choose` + `forecast_with`; the other columns are the pool's members and the median
+combination on their own. Coverage is that of our 80% and 95% intervals; seconds are for one
+`choose` and one `forecast_with` (the latest origin, nothing cached). Tune on development only.
 Writes benchmarks/out/forecast_eval.csv.
 """
 
@@ -11,134 +19,179 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from statsforecast.models import AutoETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from monitoring.assess.forecasting import DAY, MAX_HISTORY, MAX_POINTS, forecast_capacity  # noqa: E402
+from benchmarks.capacity_series import CapacitySeries, series_in  # noqa: E402
+from monitoring.assess.forecasting import (  # noqa: E402
+    COMBINATIONS,
+    SNAIVE,
+    MemberCache,
+    available_members,
+    choose_on,
+    combine,
+    forecast_on,
+    member_forecasts,
+    naive_scale,
+    prepare_history,
+    seasonal_naive,
+)
 
-NAB = Path(__file__).resolve().parents[2] / "shared" / "nab" / "data"
 OUT = Path(__file__).resolve().parent / "out"
-# A CloudWatch series counts as daily-cycle when its one-day autocorrelation is at least this.
-DAILY_ACF = 0.4
+MIN_DAYS = 3  # history needed before the earliest origin
+INFLATIONS = (1.0, 1.15, 1.3, 1.5)
+MARGINS = (0.8, 0.9, 0.95)
+MEDIAN = "median(snaive_daily,theta,mstl)"
+BASELINES = ("snaive_daily", "snaive_weekly", "ets", "mstl", "theta", "boosted", MEDIAN)
 
 
-def load(path: Path) -> pd.Series:
-    frame = pd.read_csv(path, parse_dates=["timestamp"])
-    return frame.set_index("timestamp")["value"].astype(float)
-
-
-def simulated_service(seed: int = 7) -> pd.Series:
-    """Four weeks of 5-minute request rate with daily and weekly cycles, growth and noise."""
-    rng = np.random.default_rng(seed)
-    index = pd.date_range("2024-01-01", periods=28 * 288, freq="5min")
-    hours = (index - index[0]) / pd.Timedelta(hours=1)
-    daily = 1 + 0.6 * np.sin(2 * np.pi * (hours - 8) / 24)
-    weekend = np.where(index.dayofweek >= 5, 0.6, 1.0)
-    growth = 1 + 0.1 * hours / hours.max()
-    noise = rng.normal(0, 0.08, len(index)) + 0.05 * np.sin(hours / 7.3)
-    return pd.Series(400 * daily * weekend * growth * (1 + noise), index=index)
-
-
-def daily_cycle_series() -> dict[str, pd.Series]:
-    chosen = {"nyc_taxi": load(NAB / "realKnownCause" / "nyc_taxi.csv")}
-    for path in sorted((NAB / "realAWSCloudwatch").glob("*.csv")):
-        series = load(path)
-        if len(series) >= 8 * 288 and series.reset_index(drop=True).autocorr(288) >= DAILY_ACF:
-            chosen[path.stem] = series
-    chosen["simulated_service"] = simulated_service()
-    return chosen
-
-
-def seasonal_naive(history: np.ndarray, season: int, horizon: int) -> np.ndarray:
-    last = history[-season:]
-    return np.resize(last, horizon)
-
-
-def autoets(history: np.ndarray, season: int, horizon: int) -> np.ndarray:
-    # statsforecast's ETS ignores seasons longer than 24 steps, so with season_length=season
-    # it returns exactly this non-seasonal model, only 20-50x slower (checked on nyc_taxi).
-    out = AutoETS(season_length=1).fit(history).predict(h=horizon)
-    return np.asarray(out["mean"], dtype=float)
-
-
-def mase(actual: np.ndarray, predicted: np.ndarray, scale: float) -> float:
-    return float(np.mean(np.abs(actual - predicted)) / scale)
-
-
-def evaluate_origin(series: pd.Series, origin: int, day: int) -> dict[str, float]:
-    train, test = series.iloc[:origin], series.iloc[origin : origin + day].to_numpy()
-    cap = int(MAX_HISTORY / (series.index[1] - series.index[0]))
-    history = train.to_numpy()[-min(cap, MAX_POINTS) :]
-    scale = float(np.mean(np.abs(history[day:] - history[:-day]))) or 1.0
+def evaluate_origin(
+    series: pd.Series, origin: int, day: int, cache: MemberCache, timed: bool
+) -> tuple[dict[str, float], str]:
+    """One origin: ours and every baseline, MASE against the training part's naive scale."""
+    train = series.iloc[:origin]
+    history = prepare_history(train)
     started = time.perf_counter()
-    ours = forecast_capacity(train, horizon=day)
-    seconds = time.perf_counter() - started
-    inside = (test >= ours.lower[80]) & (test <= ours.upper[80])
-    row = {
-        "ours": mase(test, ours.mean, scale),
-        "seasonal_naive": mase(test, seasonal_naive(history, day, day), scale),
-        "autoets": mase(test, autoets(history, day, day), scale),
-        "coverage80": float(inside.mean()),
-        "coverage95": float(((test >= ours.lower[95]) & (test <= ours.upper[95])).mean()),
-        "seconds": seconds,
+    choice = choose_on(history, day, cache=None if timed else cache)
+    choose_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ours = forecast_on(history, choice, day)
+    forecast_s = time.perf_counter() - started
+    actual = series.reindex(ours.index).to_numpy()
+    seen = np.isfinite(actual)
+    scale = naive_scale(history.before(len(history.values)), history.day)
+
+    def score(pred: np.ndarray) -> float:
+        return float(np.mean(np.abs(actual[seen] - pred[seen])) / scale)
+
+    n = len(history.values)
+    members = available_members(history.grid_points(n), history.grid_day, -(-day // history.factor))
+    key = (history.index[n - 1], day)
+    known = cache.get(key, {})
+    preds = {
+        **known,
+        **member_forecasts(history, n, day, tuple(m for m in members if m not in known)),
     }
-    if len(history) >= 14 * day:
-        row["weekly_naive"] = mase(test, seasonal_naive(history, 7 * day, day), scale)
-    return row
+    cache[key] = preds
+    row = {
+        "ours": score(ours.mean),
+        # The reference is the plain daily seasonal naive on the series' own grid.
+        "snaive_daily": score(seasonal_naive(history.values, history.day, day)),
+        "coverage80": float(np.mean((actual >= ours.lower[80]) & (actual <= ours.upper[80]))),
+        "coverage95": float(np.mean((actual >= ours.lower[95]) & (actual <= ours.upper[95]))),
+    }
+    # Tuning aids (development only): other interval widths and guard margins, from the same fits.
+    for factor in INFLATIONS:
+        half = factor * (ours.upper[80] - ours.mean)
+        inside = (actual >= ours.mean - half) & (actual <= ours.mean + half)
+        row[f"cov80_x{factor}"] = float(np.mean(inside))
+    for margin in MARGINS:
+        bar = choice.backtest[SNAIVE] * margin
+        allowed = {k: v for k, v in choice.backtest.items() if k == SNAIVE or v < bar}
+        best = min(allowed, key=lambda k: (allowed[k], k != SNAIVE))
+        parts = COMBINATIONS.get(best, (best,))
+        if all(p in preds for p in parts):
+            row[f"ours_m{margin}"] = score(combine(best, {p: 1.0 for p in parts}, preds))
+    for name in BASELINES[1:]:
+        parts = MEDIAN[len("median(") : -1].split(",") if name == MEDIAN else [name]
+        if all(p in preds for p in parts):
+            row[name] = score(combine(name, {p: 1.0 for p in parts}, preds))
+    if timed:
+        row.update(choose_s=choose_s, forecast_s=forecast_s)
+    return row, choice.method
 
 
-def evaluate_series(name: str, series: pd.Series, origins: int) -> dict[str, float | str]:
-    day = int(DAY / (series.index[1] - series.index[0]))
-    last = len(series) - day
-    starts = [last - k * day for k in range(origins) if last - k * day >= 7 * day]
-    rows = pd.DataFrame([evaluate_origin(series, o, day) for o in starts])
-    result: dict[str, float | str] = {"series": name, "origins": len(starts)}
-    result.update(rows.mean(numeric_only=True).to_dict())
+def evaluate_series(item: tuple[CapacitySeries, int]) -> dict[str, object] | None:
+    spec, origins = item
+    series = spec.load()
+    history = prepare_history(series)
+    day = history.day
+    if len(history.values) < (MIN_DAYS + origins) * day:
+        return None
+    # On the regular grid, so an origin is exactly one day of steps before the next.
+    regular = pd.Series(history.values, history.index)
+    cache: MemberCache = {}
+    found = [
+        evaluate_origin(regular, len(regular) - k * day, day, cache, timed=k == 1)
+        for k in range(1, origins + 1)
+    ]
+    table = pd.DataFrame([row for row, _ in found])
+    mean = table.mean(numeric_only=True)
+    result: dict[str, object] = {"series": spec.id, "source": spec.source, "part": spec.part}
+    result.update({f"mase_{k}": v for k, v in mean.items() if k in ("ours", *BASELINES)})
+    for key in mean.index:
+        if key.startswith("ours_m"):
+            result[key] = float(mean[key] / mean["snaive_daily"])
+        elif key.startswith("cov80_x"):
+            result[key] = float(mean[key])
+    for name in ("ours", *BASELINES):
+        if name in mean:
+            result[name] = float(mean[name] / mean["snaive_daily"])
+    for key in ("coverage80", "coverage95", "choose_s", "forecast_s"):
+        result[key] = float(mean[key])
+    result["chosen"] = " ".join(method for _, method in found)
     return result
 
 
-def print_table(table: pd.DataFrame) -> None:
-    table = table.assign(
-        ours_vs_snaive=table["ours"] / table["seasonal_naive"],
-        ours_vs_autoets=table["ours"] / table["autoets"],
-    )
-    cols = [
-        "series",
-        "origins",
-        "ours",
-        "seasonal_naive",
-        "autoets",
-        "weekly_naive",
-        "ours_vs_snaive",
-        "ours_vs_autoets",
-        "coverage80",
-        "coverage95",
-        "seconds",
-    ]
-    print(table.reindex(columns=cols).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+def gmean(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(np.exp(np.mean(np.log(np.maximum(values, 1e-9))))) if len(values) else np.nan
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per part and source: geometric-mean MASE ratio to seasonal naive, coverage, timings."""
+    groups = []
+    for part, by_part in table.groupby("part"):
+        for source, group in [*by_part.groupby("source"), ("ALL", by_part)]:
+            row: dict[str, object] = {"part": part, "source": source, "series": len(group)}
+            for name in ("ours", *BASELINES):
+                row[name] = gmean(group[name]) if name in group else np.nan
+            row["worse_than_snaive"] = float((group["ours"] > 1).mean())
+            for key in ("coverage80", "coverage95", "choose_s", "forecast_s"):
+                row[key] = float(group[key].mean())
+            row["choose_s_max"] = float(group["choose_s"].max())
+            for key in group.columns:
+                if key.startswith("ours_m"):
+                    row[key] = gmean(group[key])
+                elif key.startswith("cov80_x"):
+                    row[key] = float(group[key].mean())
+            groups.append(row)
+    return pd.DataFrame(groups)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--origins", type=int, default=7)
-    args = parser.parse_args()
-    rows = [evaluate_series(n, s, args.origins) for n, s in daily_cycle_series().items()]
-    table = pd.DataFrame(rows)
-    mean = table.mean(numeric_only=True).to_dict()
-    table = pd.concat([table, pd.DataFrame([{"series": "MEAN", **mean}])], ignore_index=True)
-    OUT.mkdir(exist_ok=True)
-    table.to_csv(OUT / "forecast_eval.csv", index=False)
-    print_table(table)
-    overall = table.iloc[-1]
-    print(
-        f"\nmean MASE ours/seasonal-naive = {overall['ours'] / overall['seasonal_naive']:.3f} "
-        f"(target <= 0.9); ours/AutoETS = {overall['ours'] / overall['autoets']:.3f} "
-        f"(target <= 1); 80% coverage = {overall['coverage80']:.1%} (target 75-85%)"
+    parser.add_argument(
+        "--part", choices=("development", "held_out", "both"), default="development"
     )
+    parser.add_argument("--origins", type=int, default=5)
+    parser.add_argument("--max-series", type=int, default=None)
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+    parts = ("development", "held_out") if args.part == "both" else (args.part,)
+    chosen = [s for part in parts for s in series_in(part)][: args.max_series]  # type: ignore[arg-type]
+    items = [(s, args.origins) for s in chosen]
+    if args.jobs > 1:
+        with Pool(args.jobs) as pool:
+            results = list(pool.imap(evaluate_series, items))
+    else:
+        results = [evaluate_series(item) for item in items]
+    rows = [r for r in results if r is not None]
+    print(
+        f"{len(items) - len(rows)} of {len(items)} series skipped (under {MIN_DAYS} days plus the origins)"
+    )
+    table = pd.DataFrame(rows)
+    OUT.mkdir(exist_ok=True)
+    table.to_csv(OUT / f"forecast_eval_{args.part}.csv", index=False)
+    fmt = {"float_format": lambda v: f"{v:.3f}"}
+    pd.set_option("display.width", 250)
+    print(table.drop(columns=["chosen"]).to_string(index=False, **fmt))
+    print()
+    print(summary(table).to_string(index=False, **fmt))
 
 
 if __name__ == "__main__":
