@@ -119,6 +119,8 @@ class OrchestratorSettings(BaseSettings):
     scaling_startup_minutes: float = Field(default=5.0, ge=0)
     scaling_min_replicas: int = Field(default=1, ge=1)
     scaling_max_replicas: int = Field(default=100, ge=1)
+    # What one replica costs per hour, in any currency; 0: unknown, so no costs are given.
+    scaling_price_per_replica_hour: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     anomaly_open_score: float = Field(default=0.9, gt=0, lt=1)
     anomaly_quiet_minutes: float = Field(default=15.0, gt=0)
     detector_warmup_hours: float = Field(default=72.0, gt=0)

@@ -1,4 +1,5 @@
-"""One service's assessment: health now, failure risk, capacity forecast and scaling advice.
+"""One service's assessment: health now, failure risk, capacity forecast, scaling advice and
+what the advice would save a month.
 
 Plain functions over samples already read from the store; the orchestrator and the API both
 use them. A service with too little history gets an assessment that says so instead of
@@ -48,6 +49,7 @@ RISK_COLUMNS = {"network_latency": "latency", "error_rate": "error_rate", "memor
 RISK_WINDOW = 60  # rows (minutes) of history behind the risk's trends
 MIN_RISK_ROWS = 10
 NOW_ROWS = 5  # "now" is the mean of the last few rows, not one noisy sample
+HOURS_PER_MONTH = 730.0  # 365 days * 24 hours / 12 months
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,16 @@ class CapacityForecast:
     crossing: ThresholdCrossing | None
 
 
+@dataclass(frozen=True)
+class ScalingCost:
+    """A month at the current replica count, at the recommended one, and the difference."""
+
+    price_per_replica_hour: float
+    current_monthly: float
+    recommended_monthly: float
+    monthly_saving: float  # negative when the recommendation adds replicas
+
+
 @dataclass
 class Assessment:
     service: str
@@ -74,6 +86,7 @@ class Assessment:
     risk: FailureRisk | None = None
     capacity: CapacityForecast | None = None
     recommendation: Recommendation | None = None
+    cost: ScalingCost | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -141,8 +154,19 @@ def recommend(
     # The forecast is per pod; the predictive mode wants the total demand.
     total = _scaled(capacity.forecast, current)
     startup = timedelta(minutes=settings.scaling_startup_minutes)
-    predictive = PredictiveAutoscaler(hpa, startup, lookahead=timedelta(minutes=5))
+    # Out and in on the 80% upper bound, anchored to CPU now, sized at the target itself: CPU
+    # percent is no hard capacity, so the replay's closer target is not used here.
+    predictive = PredictiveAutoscaler(hpa, startup, level=80, lookahead=timedelta(minutes=5))
     return predictive.recommend(current, metrics, total, target, observed=cpu_now * current)
+
+
+def monthly_cost(rec: Recommendation | None, price_per_replica_hour: float) -> ScalingCost | None:
+    """What the current and the recommended replica counts cost a month; None without a price."""
+    if rec is None or price_per_replica_hour <= 0:
+        return None
+    month = price_per_replica_hour * HOURS_PER_MONTH
+    current, recommended = rec.current_replicas * month, rec.desired_replicas * month
+    return ScalingCost(price_per_replica_hour, current, recommended, current - recommended)
 
 
 def _scaled(forecast: Forecast, factor: float) -> Forecast:
@@ -179,4 +203,5 @@ def assess(
     except InsufficientHistory as exc:
         found.problems.append(f"no capacity forecast yet: {exc}")
     found.recommendation = recommend(frame, now, found.capacity, settings, service)
+    found.cost = monthly_cost(found.recommendation, settings.scaling_price_per_replica_hour)
     return found

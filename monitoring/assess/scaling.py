@@ -2,8 +2,8 @@
 
 The reactive rule follows the HPA controller's algorithm (desired = ceil(current * metric /
 target), tolerance, scale-down stabilisation, scale-up and scale-down rate policies) so that
-its advice matches what a cluster would do. The predictive mode only ever adds replicas ahead
-of a forecast rise; scaling in stays the reactive rule's decision.
+its advice matches what a cluster would do. The predictive mode scales out ahead of a forecast
+rise, and in ahead of a drop once the upper bound stays low for the whole scale-in window.
 """
 
 from __future__ import annotations
@@ -171,12 +171,21 @@ class HorizontalAutoscaler:
 
 @dataclass
 class PredictiveAutoscaler:
-    """Scales out ahead of a forecast rise, allowing for the replicas' start-up time.
+    """Scales out ahead of a forecast rise and in ahead of a forecast drop.
 
     `forecast` is of the total demand in the metric's units (e.g. requests/s or CPU cores
     summed over pods), so the need it implies does not depend on the current replica count.
-    It never scales in on the forecast alone: scale-in happens only when the reactive rule
-    proposes it, and then no further than the forecast allows.
+
+    - Out: the replicas needed once a replica started now is ready (the start-up time, then
+      `lookahead`), from the forecast at `level` (None: the point forecast).
+    - In: only when the forecast's upper bound at `scale_in_level` stays within what the
+      smaller count carries at the target over the whole scale-in window, from now until a
+      replica removed now could be started again (start-up time plus `lookahead`). A rise
+      within that window holds the replicas.
+    - Reactive: when the HPA rule asks for more than the forecast, the HPA rule wins.
+
+    Because it sizes ahead rather than after the fact, it may run each replica closer to full
+    than the reactive rule's target: `target_scale` (1.125 turns a 0.8 target into 0.9).
     """
 
     hpa: HorizontalAutoscaler
@@ -186,6 +195,9 @@ class PredictiveAutoscaler:
     level: int | None = None
     # Demand beyond start-up that replicas started now must also cover (one decision period).
     lookahead: timedelta = timedelta(0)
+    # The bound that must stay below the smaller count's capacity before scaling in.
+    scale_in_level: int = 80
+    target_scale: float = 1.0
 
     def recommend(
         self,
@@ -197,35 +209,71 @@ class PredictiveAutoscaler:
     ) -> Recommendation:
         """`target` is the demand one replica should carry; `observed` the demand now.
 
-        With `observed`, the forecast's path is anchored to it: the forecast's rise from now
-        to when new replicas are ready is added to what is measured now, so a forecast whose
-        level has drifted since it was fitted does not over- or under-provision.
+        With `observed`, the forecast's path is anchored to it: the forecast's change from now
+        is added to what is measured now, so a forecast whose level has drifted since it was
+        fitted does not over- or under-provision.
         """
         now = self.hpa.clock()
-        reactive, reasons = self.hpa.reactive(now, current, metrics)
-        when, need = self.forecast_need(now, forecast)
+        # The reactive safety net runs at the same (closer) target as the forecast's sizing.
+        closer = [replace(m, target=m.target * self.target_scale) for m in metrics]
+        reactive, reasons = self.hpa.reactive(now, current, closer)
         if observed is not None:
             base = forecast.value_at(pd.Timestamp(now))
             reasons.append(f"anchored to observed {observed:g} (forecast now {base:g})")
-            need = max(observed + need - base, 0.0)
+        carry = target * self.target_scale
+        ready = now + self.startup
+        anchor = self.anchor(forecast, now, observed, self.level)
+        when, need = peak(forecast, ready, ready + self.lookahead, self.level, anchor)
+        needed = replicas_for(need, carry)
         bound = "mean" if self.level is None else f"upper {self.level}%"
-        # The forecast goes through the same formula and tolerance as a measured metric, so
-        # that it asks for no more headroom than the reactive rule would at that demand.
-        per_pod = MetricSample(
-            f"forecast {bound} at {when:%Y-%m-%d %H:%M}", need / max(current, 1), target
+        reasons.append(
+            f"forecast {bound} at {when:%Y-%m-%d %H:%M} (when a replica started now is ready): "
+            f"{need:g} / {carry:g} per replica = {needed}"
         )
-        needed, why = metric_proposal(current, per_pod, self.hpa.policy.tolerance)
-        reasons.append(why)
-        proposal = self.combine(current, reactive, needed, reasons)
+        if reactive > current or needed > current:
+            proposal = max(reactive, needed)
+            if needed > reactive:
+                reasons.append(f"scale out ahead of the forecast: {needed} > reactive {reactive}")
+            rec = self.hpa.finish(
+                self.rule(proposal, reactive), now, current, metrics, proposal, reasons
+            )
+            return replace(rec, forecast_value=need, forecast_at=when)
+        until = ready + self.lookahead
+        anchor = self.anchor(forecast, now, observed, self.scale_in_level)
+        top_at, top = peak(forecast, now, until, self.scale_in_level, anchor)
+        keep = replicas_for(top, carry)
+        window = f"until {until:%Y-%m-%d %H:%M} (start-up {self.startup} + {self.lookahead})"
+        if keep < current:
+            reasons.append(
+                f"scale in ahead of the forecast: upper {self.scale_in_level}% peaks at "
+                f"{top:g} {window}, within what {keep} carry ({keep * carry:g})"
+            )
+        elif reactive < current:
+            reasons.append(
+                f"scale-in held at {current}: upper {self.scale_in_level}% reaches {top:g} at "
+                f"{top_at:%Y-%m-%d %H:%M}, {window}, more than {current - 1} carry"
+            )
+        proposal = min(current, keep)
         rec = self.hpa.finish(
-            "predictive" if proposal != reactive else "hpa",
-            now,
-            current,
-            metrics,
-            proposal,
-            reasons,
+            self.rule(proposal, reactive), now, current, metrics, proposal, reasons
         )
-        return replace(rec, forecast_value=need, forecast_at=when)
+        return replace(rec, forecast_value=top, forecast_at=top_at)
+
+    @staticmethod
+    def anchor(
+        forecast: Forecast, now: datetime, observed: float | None, level: int | None
+    ) -> tuple[float, float] | None:
+        """What `peak` needs to anchor a path to the demand observed now (None: no anchor)."""
+        if observed is None:
+            return None
+        at = pd.Timestamp(now)
+        base = forecast.value_at(at)
+        half = 0.0 if level is None else forecast.value_at(at, "upper", level) - base
+        return observed - base, half
+
+    @staticmethod
+    def rule(proposal: int, reactive: int) -> str:
+        return "predictive" if proposal != reactive else "hpa"
 
     def forecast_need(self, now: datetime, forecast: Forecast) -> tuple[datetime, float]:
         """Highest forecast demand once a replica started now is ready (the lookahead window).
@@ -233,21 +281,42 @@ class PredictiveAutoscaler:
         Demand before then is out of reach: new replicas cannot serve it in time.
         """
         ready = now + self.startup
-        values = forecast.mean if self.level is None else forecast.upper[self.level]
-        lo = int(forecast.index.searchsorted(ready, side="left"))
-        hi = int(forecast.index.searchsorted(ready + self.lookahead, side="right"))
-        lo = min(lo, len(values) - 1)
-        best = lo + int(np.argmax(values[lo : max(hi, lo + 1)]))
-        return forecast.index[best].to_pydatetime(), float(values[best])
+        return peak(forecast, ready, ready + self.lookahead, self.level)
 
-    @staticmethod
-    def combine(current: int, reactive: int, needed: int, reasons: list[str]) -> int:
-        if reactive >= current:
-            if needed > reactive:
-                reasons.append(f"scale out ahead of the forecast: {needed} > reactive {reactive}")
-            return max(reactive, needed)
-        # Reactive wants to scale in; the forecast may only hold some replicas back.
-        held = min(current, max(reactive, needed))
-        if held > reactive:
-            reasons.append(f"scale-in held at {held}: the forecast needs them soon")
-        return held
+
+def peak(
+    forecast: Forecast,
+    start: datetime,
+    end: datetime,
+    level: int | None,
+    anchor: tuple[float, float] | None = None,
+) -> tuple[datetime, float]:
+    """The forecast's highest value from `start` to `end`, and when.
+
+    The steps from the first one at or after `start` to the last one not after `end` count; a
+    window that falls between two steps, or past the horizon, takes the next (or last) step.
+
+    `anchor` is (observed minus the point forecast now, the interval's half-width now). Once
+    demand now is known, the level's error is gone; what stays uncertain is the interval's
+    growth from now on: observed + (mean(t) - mean(now)) + sqrt(half(t)^2 - half(now)^2).
+    """
+    stamps = forecast.index.asi8
+    lo = int(np.searchsorted(stamps, pd.Timestamp(start).value, side="left"))
+    hi = int(np.searchsorted(stamps, pd.Timestamp(end).value, side="right"))
+    lo = min(lo, len(stamps) - 1)
+    hi = max(hi, lo + 1)
+    mean = forecast.mean[lo:hi]
+    if level is None:
+        values = mean if anchor is None else mean + anchor[0]
+    elif anchor is None:
+        values = forecast.upper[level][lo:hi]
+    else:
+        half = forecast.upper[level][lo:hi] - mean
+        values = mean + anchor[0] + np.sqrt(np.maximum(half**2 - anchor[1] ** 2, 0.0))
+    best = int(np.argmax(values))
+    return forecast.index[lo + best].to_pydatetime(), max(float(values[best]), 0.0)
+
+
+def replicas_for(demand: float, carry: float) -> int:
+    """The fewest replicas that carry `demand` at `carry` each (the epsilon absorbs float noise)."""
+    return max(math.ceil(demand / carry - 1e-9), 0)

@@ -75,6 +75,14 @@ class ScalingRecommendationInfo(BaseModel):
     forecast_at: datetime | None
 
 
+class ScalingCostInfo(BaseModel):
+    price_per_replica_hour: float = Field(description="SCALING_PRICE_PER_REPLICA_HOUR")
+    hours_per_month: float = Field(description="730: a year's hours over twelve")
+    current_monthly: float = Field(description="a month at the current replica count")
+    recommended_monthly: float = Field(description="a month at the recommended replica count")
+    monthly_saving: float = Field(description="current minus recommended; negative adds cost")
+
+
 class HealingActionInfo(BaseModel):
     id: str
     kind: str
@@ -113,6 +121,10 @@ class ServiceInsights(BaseModel):
     open_anomalies: list[AnomalyInfo]
     capacity: CapacityForecastResponse | None
     scaling: ScalingRecommendationInfo | None
+    cost: ScalingCostInfo | None = Field(
+        default=None,
+        description="the scaling advice's monthly cost; null without SCALING_PRICE_PER_REPLICA_HOUR",
+    )
     recent_actions: list[HealingActionInfo]
 
 

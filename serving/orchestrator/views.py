@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from monitoring.assess.insights import Assessment, CapacityForecast
+from monitoring.assess.insights import HOURS_PER_MONTH, Assessment, CapacityForecast, ScalingCost
 from monitoring.assess.scaling import Recommendation
 from monitoring.healing.actions import Action
 from monitoring.orchestrator.cycle import CycleReport
@@ -18,6 +18,7 @@ from serving.orchestrator.schemas import (
     HealingActionInfo,
     OptimizationResponse,
     RiskFactorInfo,
+    ScalingCostInfo,
     ScalingRecommendationInfo,
     ServiceDecision,
     ServiceInsights,
@@ -116,6 +117,18 @@ def scaling(rec: Recommendation | None) -> ScalingRecommendationInfo | None:
     )
 
 
+def cost(found: ScalingCost | None) -> ScalingCostInfo | None:
+    if found is None:
+        return None
+    return ScalingCostInfo(
+        price_per_replica_hour=found.price_per_replica_hour,
+        hours_per_month=HOURS_PER_MONTH,
+        current_monthly=round(found.current_monthly, 2),
+        recommended_monthly=round(found.recommended_monthly, 2),
+        monthly_saving=round(found.monthly_saving, 2),
+    )
+
+
 def risk(found: Assessment) -> FailureRiskInfo | None:
     if found.risk is None:
         return None
@@ -149,6 +162,7 @@ def insights(
         if found.capacity is None
         else capacity(found.service, found.capacity, int(len(found.capacity.forecast.mean) * 5)),
         scaling=scaling(found.recommendation),
+        cost=cost(found.cost),
         recent_actions=[action(a) for a in recent],
     )
 

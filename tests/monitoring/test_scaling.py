@@ -1,4 +1,5 @@
-"""Scaling: Kubernetes' HPA worked examples and behaviour, and the predictive mode's guarantees."""
+"""Scaling: Kubernetes' HPA worked examples and behaviour, the predictive mode's guarantees, and
+the replay that compares them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.assess.forecasting import Forecast
+from monitoring.assess.replay import ReplayOptions, decisions, replay
 from monitoring.assess.scaling import (
     HorizontalAutoscaler,
     MetricSample,
@@ -124,21 +126,57 @@ def test_recommend_hpa_bounded_by_min_and_max_replicas() -> None:
     assert hpa(clock, min_replicas=3).recommend(4, cpu(10, 100)).desired_replicas == 3
 
 
-def test_recommend_predictive_never_scales_in_on_forecast_alone() -> None:
-    clock = FakeClock()
-    ahead = PredictiveAutoscaler(hpa(clock), startup=timedelta(minutes=10))
-    falling = demand_forecast([10.0, 5.0, 2.0, 1.0, 1.0])
-    rec = ahead.recommend(10, cpu(1.0, 1.0), falling, target=1.0)
+def bounded_forecast(mean: list[float], upper: list[float], step_min: int = 5) -> Forecast:
+    index = pd.date_range(
+        T0 + timedelta(minutes=step_min), periods=len(mean), freq=f"{step_min}min"
+    )
+    m, u = np.asarray(mean, dtype=float), np.asarray(upper, dtype=float)
+    return Forecast(index, m, {80: 2 * m - u}, {80: u}, pd.Timedelta(minutes=step_min), (288,))
+
+
+def scaler_in(clock: FakeClock) -> PredictiveAutoscaler:
+    """Start-up 10 min, a 5-minute decision period: the scale-in window ends at T0 + 15 min."""
+    return PredictiveAutoscaler(
+        hpa(clock), startup=timedelta(minutes=10), lookahead=timedelta(minutes=5)
+    )
+
+
+def test_recommend_predictive_scales_in_ahead_when_upper_bound_stays_below() -> None:
+    # 95% of target: the HPA holds (within tolerance); the forecast says 9 replicas will do.
+    flat = bounded_forecast([8.0] * 6, [8.8] * 6)
+    rec = scaler_in(FakeClock()).recommend(10, cpu(0.95, 1.0), flat, target=1.0)
+    assert rec.desired_replicas == 9 and rec.rule == "predictive"
+    assert any("scale in ahead" in r and "upper 80%" in r for r in rec.reasons)
+
+
+def test_recommend_predictive_no_scale_in_when_upper_bound_rises_within_window() -> None:
+    # The upper bound reaches 10.5 at T0 + 15 min, when a replica removed now could not be
+    # back: the replicas stay, whatever the reactive rule says.
+    rising = bounded_forecast([8.0] * 6, [8.8, 8.8, 10.5, 8.8, 8.8, 8.8])
+    rec = scaler_in(FakeClock()).recommend(10, cpu(0.5, 1.0), rising, target=1.0)
+    assert rec.desired_replicas == 10 and rec.direction == "hold"
+    assert any("scale-in held" in r for r in rec.reasons)
+
+
+def test_recommend_predictive_scales_in_when_rise_comes_after_window() -> None:
+    later = bounded_forecast([8.0] * 6, [8.8, 8.8, 8.8, 10.5, 8.8, 8.8])  # at T0 + 20 min
+    rec = scaler_in(FakeClock()).recommend(10, cpu(0.95, 1.0), later, target=1.0)
+    assert rec.desired_replicas == 9
+
+
+def test_recommend_predictive_scale_in_sized_at_closer_target() -> None:
+    ahead = scaler_in(FakeClock())
+    ahead.target_scale = 1.25  # e.g. a 0.8 target run at 1.0: 8.8 fits in 8.8 / 1.25 -> 8
+    flat = bounded_forecast([8.0] * 6, [8.8] * 6)
+    rec = ahead.recommend(10, cpu(0.9, 1.0), flat, target=1.0)
+    assert rec.desired_replicas == 8
+
+
+def test_recommend_predictive_anchored_scale_in_keeps_observed_demand() -> None:
+    # Observed 9.6 while the forecast says 8: the anchored path starts at 9.6, needing 10.
+    flat = bounded_forecast([8.0] * 6, [8.8] * 6)
+    rec = scaler_in(FakeClock()).recommend(10, cpu(0.96, 1.0), flat, target=1.0, observed=9.6)
     assert rec.desired_replicas == 10
-
-
-def test_recommend_predictive_scale_in_only_with_reactive_and_held_by_forecast() -> None:
-    clock = FakeClock()
-    ahead = PredictiveAutoscaler(hpa(clock), startup=timedelta(minutes=10), level=None)
-    flat = demand_forecast([6.0] * 6)
-    rec = ahead.recommend(10, cpu(0.2, 1.0), flat, target=1.0)  # reactive alone says 2
-    assert rec.desired_replicas == 6
-    assert any("held" in r for r in rec.reasons)
 
 
 def test_recommend_predictive_scales_out_ahead_of_forecast_rise() -> None:
@@ -158,3 +196,46 @@ def test_recommend_predictive_anchors_forecast_to_observed_demand() -> None:
     rising = demand_forecast([10.0, 20.0, 30.0])
     rec = ahead.recommend(10, cpu(1.2, 1.0), rising, target=1.0, observed=12.0)
     assert rec.forecast_value == 22.0  # 12 observed + (20 - 10) forecast rise
+
+
+# --- the replay core ----------------------------------------------------------------------
+
+
+def daily_demand(days: int = 5, step_min: int = 5) -> pd.Series:
+    """Quiet nights and a steep morning ramp (15 to 60 in an hour), the same every day."""
+    index = pd.date_range("2024-05-01", periods=days * 1440 // step_min, freq=f"{step_min}min")
+    hours = (index.hour + index.minute / 60).to_numpy()
+    ramp = np.clip(hours - 8.0, 0.0, 1.0) - np.clip(hours - 19.0, 0.0, 1.0)
+    return pd.Series(15.0 + 45.0 * ramp, index=index)
+
+
+def scored(series: pd.Series) -> ReplayOptions:
+    return ReplayOptions(score_from=(series.index[0] + pd.Timedelta(days=3)).to_pydatetime())
+
+
+def test_replay_predictive_fewer_under_capacity_and_replica_minutes_than_hpa() -> None:
+    demand = daily_demand()
+    found = replay(demand, 10.0, 0.8, 20, price_per_replica_hour=0.5, options=scored(demand))
+    hpa, ahead = found["hpa"], found["predictive"]
+    assert hpa.under_capacity_minutes > 0
+    assert ahead.under_capacity_minutes < hpa.under_capacity_minutes
+    assert ahead.replica_minutes < hpa.replica_minutes
+    assert hpa.cost == hpa.replica_minutes / 60 * 0.5
+
+
+def test_replay_without_price_has_no_cost() -> None:
+    found = replay(daily_demand(days=1), 10.0, 0.8, 10, scalers=("hpa",))
+    assert found["hpa"].cost is None and found["hpa"].replica_minutes > 0
+
+
+def test_replay_decisions_use_only_rows_before_them() -> None:
+    demand = daily_demand(days=4)
+    changed = demand.copy()
+    k = len(demand) - 100
+    changed.iloc[k] = 500.0
+    options = scored(demand)
+    for scaler in ("hpa", "predictive"):
+        before = decisions(demand, scaler, 10.0, 0.8, 10, options)
+        after = decisions(changed, scaler, 10.0, 0.8, 10, options)
+        assert before[: k + 1] == after[: k + 1], scaler  # the decision at row k is before it
+        assert before[k + 1] != after[k + 1], scaler  # the next one sees it

@@ -371,3 +371,24 @@ def test_get_actions_filters_by_state(ai: TestClient) -> None:
     found = ai.get(f"{AI}/actions", params={"state": "pending"}).json()["actions"]
     assert [a["state"] for a in found] == ["pending"]
     assert ai.get(f"{AI}/actions", params={"state": "weird"}).status_code == 422
+
+
+def test_get_insights_cost_of_current_and_recommended_size(
+    champion: str,
+    api_settings: ServingSettings,
+    seeded_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {"SCALING_PRICE_PER_REPLICA_HOUR": "0.5", "SCALING_REPLICAS": "checkout=4"}
+    for client in _client(api_settings, seeded_store, monkeypatch, env):
+        body = client.get(f"{AI}/insights/checkout").json()
+        cost, desired = body["cost"], body["scaling"]["desired_replicas"]
+        assert cost["price_per_replica_hour"] == 0.5 and cost["hours_per_month"] == 730
+        assert cost["current_monthly"] == 4 * 0.5 * 730
+        assert cost["recommended_monthly"] == desired * 0.5 * 730
+        assert cost["monthly_saving"] == cost["current_monthly"] - cost["recommended_monthly"]
+
+
+def test_get_insights_cost_is_null_without_a_price(ai: TestClient) -> None:
+    body = ai.get(f"{AI}/insights/checkout").json()
+    assert body["cost"] is None and body["scaling"] is not None
