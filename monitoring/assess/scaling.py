@@ -190,8 +190,7 @@ class PredictiveAutoscaler:
 
     hpa: HorizontalAutoscaler
     startup: timedelta
-    # None: the point forecast. Anchored to observed demand it meets the replay's targets;
-    # an upper bound (80, 95) buys more safety for more replica-minutes.
+    # The bound scaling out sizes to; None: the point forecast. The replay and insights use 80.
     level: int | None = None
     # Demand beyond start-up that replicas started now must also cover (one decision period).
     lookahead: timedelta = timedelta(0)
@@ -209,9 +208,9 @@ class PredictiveAutoscaler:
     ) -> Recommendation:
         """`target` is the demand one replica should carry; `observed` the demand now.
 
-        With `observed`, the forecast's path is anchored to it: the forecast's change from now
-        is added to what is measured now, so a forecast whose level has drifted since it was
-        fitted does not over- or under-provision.
+        With `observed`, the forecast's path is anchored to it (`peak`): the forecast's change
+        from now is added to what is measured now, so a forecast whose level has drifted since
+        it was fitted does not over- or under-provision.
         """
         now = self.hpa.clock()
         # The reactive safety net runs at the same (closer) target as the forecast's sizing.
@@ -221,6 +220,29 @@ class PredictiveAutoscaler:
             base = forecast.value_at(pd.Timestamp(now))
             reasons.append(f"anchored to observed {observed:g} (forecast now {base:g})")
         carry = target * self.target_scale
+        when, need, needed = self.out_need(now, forecast, observed, carry, reasons)
+        if reactive > current or needed > current:
+            proposal = max(reactive, needed)
+            if needed > reactive:
+                reasons.append(f"scale out ahead of the forecast: {needed} > reactive {reactive}")
+        else:
+            when, need, keep = self.in_need(now, forecast, observed, carry)
+            proposal = min(current, keep)
+            reasons.append(self.in_reason(now, current, reactive, keep, when, need, carry))
+        rule = "predictive" if proposal != reactive else "hpa"
+        rec = self.hpa.finish(rule, now, current, metrics, proposal, reasons)
+        return replace(rec, forecast_value=need, forecast_at=when)
+
+    def out_need(
+        self,
+        now: datetime,
+        forecast: Forecast,
+        observed: float | None,
+        carry: float,
+        reasons: list[str],
+    ) -> tuple[datetime, float, int]:
+        """The demand, and replicas, once a replica started now is ready (start-up, then one
+        decision period); demand before then is out of reach of new replicas."""
         ready = now + self.startup
         anchor = self.anchor(forecast, now, observed, self.level)
         when, need = peak(forecast, ready, ready + self.lookahead, self.level, anchor)
@@ -230,34 +252,44 @@ class PredictiveAutoscaler:
             f"forecast {bound} at {when:%Y-%m-%d %H:%M} (when a replica started now is ready): "
             f"{need:g} / {carry:g} per replica = {needed}"
         )
-        if reactive > current or needed > current:
-            proposal = max(reactive, needed)
-            if needed > reactive:
-                reasons.append(f"scale out ahead of the forecast: {needed} > reactive {reactive}")
-            rec = self.hpa.finish(
-                self.rule(proposal, reactive), now, current, metrics, proposal, reasons
-            )
-            return replace(rec, forecast_value=need, forecast_at=when)
-        until = ready + self.lookahead
+        return when, need, needed
+
+    def in_need(
+        self, now: datetime, forecast: Forecast, observed: float | None, carry: float
+    ) -> tuple[datetime, float, int]:
+        """The upper bound's peak over the scale-in window, and the replicas it needs."""
+        until = now + self.startup + self.lookahead
         anchor = self.anchor(forecast, now, observed, self.scale_in_level)
-        top_at, top = peak(forecast, now, until, self.scale_in_level, anchor)
-        keep = replicas_for(top, carry)
-        window = f"until {until:%Y-%m-%d %H:%M} (start-up {self.startup} + {self.lookahead})"
-        if keep < current:
-            reasons.append(
-                f"scale in ahead of the forecast: upper {self.scale_in_level}% peaks at "
-                f"{top:g} {window}, within what {keep} carry ({keep * carry:g})"
-            )
-        elif reactive < current:
-            reasons.append(
-                f"scale-in held at {current}: upper {self.scale_in_level}% reaches {top:g} at "
-                f"{top_at:%Y-%m-%d %H:%M}, {window}, more than {current - 1} carry"
-            )
-        proposal = min(current, keep)
-        rec = self.hpa.finish(
-            self.rule(proposal, reactive), now, current, metrics, proposal, reasons
+        when, top = peak(forecast, now, until, self.scale_in_level, anchor)
+        return when, top, replicas_for(top, carry)
+
+    def in_reason(
+        self,
+        now: datetime,
+        current: int,
+        reactive: int,
+        keep: int,
+        when: datetime,
+        top: float,
+        carry: float,
+    ) -> str:
+        until = now + self.startup + self.lookahead
+        window = (
+            f"until {until:%Y-%m-%d %H:%M} (start-up {_minutes(self.startup)} + decision period "
+            f"{_minutes(self.lookahead)})"
         )
-        return replace(rec, forecast_value=top, forecast_at=top_at)
+        bound = f"upper {self.scale_in_level}%"
+        if keep < current:
+            return (
+                f"scale in ahead of the forecast: {bound} peaks at {top:g} {window}, "
+                f"within what {keep} carry ({keep * carry:g})"
+            )
+        if reactive < current:
+            return (
+                f"scale-in held at {current}: {bound} reaches {top:g} at "
+                f"{when:%Y-%m-%d %H:%M}, {window}, more than {current - 1} carry"
+            )
+        return f"hold: {bound} peaks at {top:g} {window}, needing {keep}"
 
     @staticmethod
     def anchor(
@@ -270,18 +302,6 @@ class PredictiveAutoscaler:
         base = forecast.value_at(at)
         half = 0.0 if level is None else forecast.value_at(at, "upper", level) - base
         return observed - base, half
-
-    @staticmethod
-    def rule(proposal: int, reactive: int) -> str:
-        return "predictive" if proposal != reactive else "hpa"
-
-    def forecast_need(self, now: datetime, forecast: Forecast) -> tuple[datetime, float]:
-        """Highest forecast demand once a replica started now is ready (the lookahead window).
-
-        Demand before then is out of reach: new replicas cannot serve it in time.
-        """
-        ready = now + self.startup
-        return peak(forecast, ready, ready + self.lookahead, self.level)
 
 
 def peak(
@@ -315,6 +335,10 @@ def peak(
         values = mean + anchor[0] + np.sqrt(np.maximum(half**2 - anchor[1] ** 2, 0.0))
     best = int(np.argmax(values))
     return forecast.index[lo + best].to_pydatetime(), max(float(values[best]), 0.0)
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{span.total_seconds() / 60:g} min"
 
 
 def replicas_for(demand: float, carry: float) -> int:
