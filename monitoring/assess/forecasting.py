@@ -50,11 +50,14 @@ BACKTEST_ORIGINS = 3
 BACKTEST_SPAN = BACKTEST_ORIGINS * DAY
 # Blocks of steps ahead with their own interval width.
 INTERVAL_BLOCKS = 4
-# Widens the calibrated intervals a little: the chosen method's backtest errors are optimistic
-# (it was chosen on them) and the future drifts from the backtest.
-INTERVAL_INFLATION = 1.0
-# A candidate must beat the daily seasonal naive's backtest MASE by this factor to be used.
-GUARD_MARGIN = 1.0
+# Widens the calibrated intervals: the chosen method's backtest errors are optimistic (it was
+# chosen on them) and the future drifts from the backtest. Tuned on the development series
+# only (benchmarks/forecast_eval.py): 1.0 covered 71% at 80%, 1.3 78%, 1.5 82%.
+INTERVAL_INFLATION = 1.4
+# A candidate must beat the daily seasonal naive's backtest MASE by 10% to be used: three
+# origins are a small sample, and a narrow win there is often a loss the next day. Tuned on
+# development only: 27% of series lost to seasonal naive at 1.0, 18% at 0.9.
+GUARD_MARGIN = 0.9
 
 SNAIVE = "snaive_daily"
 MEMBERS = ("snaive_daily", "snaive_weekly", "theta", "mstl", "ets", "boosted")
@@ -488,7 +491,8 @@ def backtest_mase(bt: Backtest, method: str, parts: tuple[str, ...]) -> float:
         float(np.mean(np.abs(bt.actuals[c] - combine(method, weights, bt.preds[c])))) / bt.scales[c]
         for c in bt.cutoffs
     ]
-    return float(np.mean(scores))
+    score = float(np.mean(scores))
+    return score if np.isfinite(score) else math.inf
 
 
 def calibrate(
@@ -588,7 +592,9 @@ def forecast_on(
         )  # fmt: skip
     if preds is None:
         preds = member_forecasts(history, n, horizon, choice.members)
-    mean = combine(choice.method, choice.weights, preds)
+    mean, model = combine(choice.method, choice.weights, preds), choice.method
+    if not np.isfinite(mean).all():  # a member that failed on this history (e.g. a flat one)
+        mean, model = member_forecasts(history, n, horizon, (SNAIVE,))[SNAIVE], SNAIVE
     blocks = np.minimum(np.arange(horizon) // max(choice.block_steps, 1), INTERVAL_BLOCKS - 1)
     half = {}
     for lv in levels:
@@ -602,7 +608,7 @@ def forecast_on(
         upper={lv: mean + half[lv] for lv in levels},
         step=step,
         season_lengths=season_lengths(history, choice),
-        model=choice.method,
+        model=model,
         history_points=min(n, history.window),
     )
 
