@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.relaycore_client import http_endpoints, relaycore_executors
+from monitoring.assess.capacity_model import FittedForecaster
 from monitoring.assess.insights import Assessment, Predictor
 from monitoring.config import get_orchestrator_settings, get_settings
 from monitoring.healing.actions import Mode
@@ -70,6 +71,25 @@ def load_champion(now: datetime) -> tuple[Predictor | None, ModelHealth | None]:
     return model.predict, health
 
 
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def load_forecaster() -> FittedForecaster | None:
+    """capacity-forecaster@champion's per-series choices; None (choose on the spot) without one."""
+    import mlflow
+
+    from monitoring.assess.capacity_model import MODEL_NAME, STATE_FILE
+    from monitoring.neuroweaver import registry
+
+    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+    champion = registry.alias_version(MODEL_NAME, "champion")
+    if champion is None:
+        return None
+    try:
+        return FittedForecaster.from_dict(registry.load_state(MODEL_NAME, champion, STATE_FILE))
+    except (registry.ModelLoadError, ValueError, KeyError) as exc:
+        get_run_logger().warning("capacity forecasts choose on the spot this run: %s", exc)
+        return None
+
+
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def detect(service: str, now: datetime) -> list[dict[str, Any]]:
     """Scores the service's new samples; stores and returns the anomalies that opened."""
@@ -77,9 +97,12 @@ def detect(service: str, now: datetime) -> list[dict[str, Any]]:
 
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def assess(service: str, now: datetime, predictor: Predictor | None) -> Assessment:
+def assess(
+    service: str, now: datetime, predictor: Predictor | None, forecaster: FittedForecaster | None
+) -> Assessment:
     engine = _context().engine
-    return orchestrator.assess_service(engine, service, now, predictor, get_orchestrator_settings())
+    config = get_orchestrator_settings()
+    return orchestrator.assess_service(engine, service, now, predictor, config, forecaster)
 
 
 # No retries: a healing action runs once, and a failure is recorded, never repeated.
@@ -103,7 +126,8 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
     services = list_services()
     new = [a for s in services for a in detect(s, now)]
     predictor, model = load_champion(now)
-    assessments = [assess(s, now, predictor) for s in services]
+    forecaster = load_forecaster()
+    assessments = [assess(s, now, predictor, forecaster) for s in services]
     actions = heal(assessments, model, mode)
     for a in actions:
         logger.info("action %s %s for %s: %s", a["id"], a["kind"], a["service"], a["state"])

@@ -28,6 +28,7 @@ from monitoring.neuroweaver.training import (
     labelled_rows_frame,
     split_by_time,
 )
+from monitoring.samples import Sample
 from monitoring.store import progress
 from monitoring.store.engine import open_store
 from monitoring.store.metrics import read_samples
@@ -41,19 +42,20 @@ class ParentRun:
     run_id: str
 
 
-def configure_mlflow(settings: Settings) -> str:
-    """Points MLflow at the configured store; returns the experiment id (artifacts under mlruns/)."""
+def configure_mlflow(settings: Settings, name: str = EXPERIMENT) -> str:
+    """Points MLflow at the configured store; returns experiment `name`'s id (artifacts under
+    mlruns/), creating it on first use."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = MlflowClient()
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
     location = (Path(settings.model_save_path).parent / "artifacts").resolve().as_uri()
     try:
-        return str(client.create_experiment(EXPERIMENT, artifact_location=location))
+        return str(client.create_experiment(name, artifact_location=location))
     except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent training
-        return str(client.get_experiment_by_name(EXPERIMENT).experiment_id)  # type: ignore[union-attr]
+        return str(client.get_experiment_by_name(name).experiment_id)  # type: ignore[union-attr]
 
 
 @task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
@@ -61,6 +63,11 @@ def load_frame(window_days: float, data: list[dict[str, Any]] | None) -> Any:
     """Labelled rows given by the caller, or the store's last `window_days` labelled by the SLO rule."""
     if data is not None:
         return labelled_rows_frame(data)
+    return label_frame(samples_frame(recent_samples(window_days)))
+
+
+def recent_samples(window_days: float) -> list[Sample]:
+    """The store's samples of the last `window_days`; TrainingDataError when there are none."""
     engine = open_store(get_settings().database_url)
     since = datetime.now(UTC) - timedelta(days=window_days)
     with Session(engine) as session:
@@ -69,7 +76,7 @@ def load_frame(window_days: float, data: list[dict[str, Any]] | None) -> Any:
         raise TrainingDataError(
             f"the metric store has no samples in the last {window_days:g} days; ingest first"
         )
-    return label_frame(samples_frame(samples))
+    return samples
 
 
 @task(cache_policy=NO_CACHE)

@@ -16,6 +16,7 @@ from serving.ecosystem.events import EventHub
 from serving.neuroweaver.batching import MicroBatcher
 from serving.neuroweaver.models import LoadedModel, ModelHolder
 from serving.neuroweaver.signatures import RecentDeliveries
+from serving.orchestrator.forecaster import ForecasterHolder
 from serving.settings import ServingSettings
 
 ComponentProbe = Callable[[], dict[str, Any]]
@@ -36,6 +37,7 @@ class AppState:
     started_at: float = 0.0
     store_problem: str | None = None
     deliveries: RecentDeliveries = field(default_factory=RecentDeliveries)
+    forecaster: ForecasterHolder = field(default_factory=ForecasterHolder)
 
     def __post_init__(self) -> None:
         self._gauges = {

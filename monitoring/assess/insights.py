@@ -19,6 +19,7 @@ from monitoring.assess.failure import FailureRisk, ServiceSignals, failure_risk
 from monitoring.assess.forecasting import (
     Forecast,
     InsufficientHistory,
+    SeriesChoice,
     ThresholdCrossing,
     forecast_capacity,
     threshold_crossing,
@@ -97,12 +98,17 @@ def frame_of(samples: Sequence[Sample]) -> pd.DataFrame:
 
 
 def forecast_metric(
-    frame: pd.DataFrame, metric: str, horizon: timedelta, threshold: float | None
+    frame: pd.DataFrame,
+    metric: str,
+    horizon: timedelta,
+    threshold: float | None,
+    choice: SeriesChoice | None = None,
 ) -> CapacityForecast:
-    """A forecast on 5-minute means; raises InsufficientHistory under two days of history."""
+    """A forecast on 5-minute means, with the fitted `choice` if given (else chosen now);
+    raises InsufficientHistory under two days of history."""
     series = frame[metric].resample(FORECAST_STEP).mean().dropna()
     steps = max(1, int(np.ceil(pd.Timedelta(horizon) / FORECAST_STEP)))
-    forecast = forecast_capacity(series, steps)
+    forecast = forecast_capacity(series, steps, choice=choice)
     crossing = None if threshold is None else threshold_crossing(forecast, threshold)
     return CapacityForecast(metric, forecast, threshold, crossing)
 
@@ -185,6 +191,7 @@ def assess(
     anomalies: Sequence[OpenAnomaly],
     predictor: Predictor | None,
     settings: OrchestratorSettings,
+    choice: SeriesChoice | None = None,
 ) -> Assessment:
     """Everything the orchestrator knows about one service from its recent samples."""
     found = Assessment(service, now, len(samples))
@@ -199,7 +206,9 @@ def assess(
     found.risk = risk_of(frame, found.predicted_score, anomalies, settings.risk_horizon_minutes)
     horizon = timedelta(minutes=settings.forecast_horizon_minutes)
     try:
-        found.capacity = forecast_metric(frame, "cpu_usage", horizon, THRESHOLDS["cpu_usage"])
+        found.capacity = forecast_metric(
+            frame, "cpu_usage", horizon, THRESHOLDS["cpu_usage"], choice
+        )
     except InsufficientHistory as exc:
         found.problems.append(f"no capacity forecast yet: {exc}")
     found.recommendation = recommend(frame, now, found.capacity, settings, service)

@@ -9,6 +9,7 @@ cannot be loaded or does not answer sensibly).
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
+from mlflow.models import Model, ModelSignature, infer_signature
 
 from monitoring.neuroweaver.model import CONFIG_FILE, WEIGHTS_FILE, NeuroWeaverModel
 from monitoring.neuroweaver.training import rmse
@@ -215,6 +216,61 @@ def check_model(model: NeuroWeaverModel, example: np.ndarray) -> None:
         raise ModelLoadError("the model's output on its input example is not finite")
     if scores.min() < 0 or scores.max() > 1:
         raise ModelLoadError("the model's output on its input example is outside [0, 1]")
+
+
+# --- models whose fitted state is a JSON document -----------------------------------------
+
+
+def register_state(
+    name: str,
+    state: Mapping[str, Any],
+    code: Path,
+    filename: str,
+    signature: ModelSignature | None = None,
+) -> str:
+    """Logs `state` as `filename` of a models-from-code pyfunc (`code`) under the active run,
+    registers it as `name`, and returns the new version. Loading reads the JSON back: no
+    pickle and no code run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / filename
+        path.write_text(json.dumps(state, sort_keys=True))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            artifacts={"state": str(path)},
+            signature=signature,
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
+
+
+def load_state(name: str, version: str, filename: str) -> dict[str, Any]:
+    """The JSON state of `models:/name/version`; ModelLoadError when it cannot be read."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            uri = f"models:/{name}/{version}"
+            local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
+            data = json.loads(_find(local, filename).read_text())
+        except ModelLoadError:
+            raise
+        except (MlflowException, OSError, ValueError) as exc:
+            raise ModelLoadError(f"{name} version {version} cannot be loaded: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{name} version {version}: {filename} is not a JSON object")
+    return data
+
+
+def record_decision(
+    name: str, version: str, promoted: bool, tags: Mapping[str, str], alias: str = "champion"
+) -> None:
+    """Tags `version` with its promotion evidence and points `@alias` (or @challenger) at it."""
+
+    def write(client: MlflowClient) -> None:
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        client.set_registered_model_alias(name, alias if promoted else "challenger", version)
+
+    _call(write)
 
 
 # --- promotion ----------------------------------------------------------------------------

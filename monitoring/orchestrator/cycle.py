@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitoring.anomaly.tracking import Episode, TrackingConfig, track
+from monitoring.assess.capacity_model import FittedForecaster
 from monitoring.assess.insights import Assessment, OpenAnomaly, Predictor, assess
 from monitoring.config import OrchestratorSettings
 from monitoring.healing.actions import Action, ActionKind, ActionResult, ActionState, Executor, Mode
@@ -37,8 +38,9 @@ from monitoring.store.tables import AnomalyRow
 
 Publish = Callable[[str, dict[str, Any]], object]
 EndpointsOf = Callable[[str, float], list[EndpointHealth]]
-# Enough for two daily cycles of forecast plus the risk's trends.
-ASSESS_HISTORY = timedelta(days=3)
+# The forecaster's whole window (four weekly cycles, so a weekly season can apply); the risk's
+# trends need only the last hour of it.
+ASSESS_HISTORY = timedelta(days=28)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class OrchestratorContext:
     engine: Engine
     settings: OrchestratorSettings
     predictor: Predictor | None = None
+    forecaster: FittedForecaster | None = None
     model: ModelHealth | None = None
     endpoints: EndpointsOf = lambda _service, _score: []
     executors: Mapping[ActionKind, Executor] = field(default_factory=dict)
@@ -165,11 +168,14 @@ def assess_service(
     now: datetime,
     predictor: Predictor | None,
     settings: OrchestratorSettings,
+    forecaster: FittedForecaster | None = None,
 ) -> Assessment:
+    """One service's assessment; its CPU forecast uses the forecaster's fitted choice if any."""
     with Session(engine) as session:
         samples = read_samples(session, start=now - ASSESS_HISTORY, end=now, services=[service])
     anomalies = open_anomalies(engine, service)
-    return assess(service, samples, now, anomalies, predictor, settings)
+    choice = forecaster.choice_for(service, "cpu_usage") if forecaster else None
+    return assess(service, samples, now, anomalies, predictor, settings, choice=choice)
 
 
 def healing_inputs(
@@ -231,7 +237,8 @@ def run_cycle(
     for anomaly in new:
         ctx.publish("anomaly", anomaly)
     assessments = [
-        assess_service(ctx.engine, s, now, ctx.predictor, ctx.settings) for s in services
+        assess_service(ctx.engine, s, now, ctx.predictor, ctx.settings, ctx.forecaster)
+        for s in services
     ]
     actions = heal(ctx, assessments, mode, started_by)
     return CycleReport(now, mode, new, assessments, actions)

@@ -71,11 +71,20 @@ def ingest(
     typer.echo(json.dumps(result, indent=2))
 
 
+MODELS = ("neuroweaver", "capacity-forecaster")
+
+
 @app.command()
 def train(
+    model: Annotated[str, typer.Option(help="the model to train: " + ", ".join(MODELS))] = (
+        "neuroweaver"
+    ),
     trials: Annotated[int, typer.Option(min=1, help="Optuna trials")] = 20,
     timeout: Annotated[float, typer.Option(min=1, help="search time limit in seconds")] = 480.0,
-    window_days: Annotated[float, typer.Option(min=0.01, help="days of history to train on")] = 7.0,
+    window_days: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="days of history to train on (7; 21 for capacity-forecaster)"),
+    ] = None,
     max_epochs: Annotated[int, typer.Option(min=1, help="largest epoch count searched")] = 20,
     data: Annotated[
         Path | None, typer.Option(help="JSON file of labelled rows to train on")
@@ -84,8 +93,19 @@ def train(
         str | None, typer.Option(help="join this Optuna study (scale-out)")
     ] = None,
 ) -> None:
-    """Run the training flow once: search, register, promote if better."""
+    """Run one model's training flow once (the flow its deployment runs): register, promote if better."""
     load_settings()
+    if model not in MODELS:
+        _fail(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
+    if model == "capacity-forecaster":
+        if data is not None:
+            _fail("--data trains neuroweaver only; capacity-forecaster learns from the store")
+        from flows.train_capacity import train_capacity_flow
+
+        days = 21.0 if window_days is None else window_days
+        result = _run(lambda: train_capacity_flow(window_days=days))
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
     rows = _read_rows(data) if data else None
     from flows.train import train_flow
 
@@ -93,7 +113,7 @@ def train(
         lambda: train_flow(
             trials=trials,
             timeout_s=timeout,
-            window_days=window_days,
+            window_days=7.0 if window_days is None else window_days,
             max_epochs=max_epochs,
             data=rows,
             study_name=study_name,

@@ -23,6 +23,7 @@ from serving.settings import ServingSettings
 
 WORK_POOL = "automatrix"
 SEED_TRAINING = {"trials": 6, "max_epochs": 8, "window_days": 3.0, "timeout_s": 300.0}
+SEED_CAPACITY = {"window_days": 3.0}  # all the seed holds: two days to choose on, one to judge
 
 
 @dataclass
@@ -115,7 +116,7 @@ def deploy(env: dict[str, str]) -> None:
 
 
 def seed_if_empty(settings: ServingSettings) -> None:
-    """On an empty store: backfill three days of simulated metrics, then start a first training."""
+    """On an empty store: backfill three days of simulated metrics, then start the first trainings."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from sqlalchemy.orm import Session
@@ -134,6 +135,17 @@ def seed_if_empty(settings: ServingSettings) -> None:
     )
     print(
         f"[automatrix] first training: {settings.prefect_ui_url}/runs/flow-run/{run.id}", flush=True
+    )
+    capacity = cast(
+        FlowRun,
+        run_deployment(
+            "capacity-forecaster-train/daily-capacity", parameters=SEED_CAPACITY, timeout=0
+        ),
+    )
+    print(
+        "[automatrix] first capacity forecaster: "
+        f"{settings.prefect_ui_url}/runs/flow-run/{capacity.id}",
+        flush=True,
     )
 
 

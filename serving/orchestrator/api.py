@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitoring.assess.forecasting import InsufficientHistory
+from monitoring.assess.forecasting import InsufficientHistory, SeriesChoice
 from monitoring.assess.insights import THRESHOLDS, CapacityForecast, forecast_metric, frame_of
 from monitoring.assess.model_health import model_health
 from monitoring.config import get_orchestrator_settings
@@ -142,6 +142,7 @@ async def anomalies(
     responses={**_404, 409: {"description": "too little history to forecast"}},
 )
 async def capacity(
+    state: StateDep,
     engine: EngineDep,
     service: Annotated[str, Query(min_length=1, max_length=200)],
     metric: Annotated[Metric, Query()] = "cpu_usage",
@@ -152,21 +153,33 @@ async def capacity(
 ) -> CapacityForecastResponse:
     """A forecast with 80% and 95% intervals, and when it crosses the capacity threshold."""
     limit = threshold if threshold is not None else THRESHOLDS[metric]
-    found = await run_in_threadpool(_forecast, engine, service, metric, horizon, limit)
+    fitted = state.forecaster.current
+    choice = fitted.choice_for(service, metric) if fitted else None
+    found = await run_in_threadpool(_forecast, engine, service, metric, horizon, limit, choice)
     return views.capacity(service, found, horizon)
 
 
 def _forecast(
-    engine: Engine, service: str, metric: str, horizon: int, threshold: float | None
+    engine: Engine,
+    service: str,
+    metric: str,
+    horizon: int,
+    threshold: float | None,
+    choice: SeriesChoice | None,
 ) -> CapacityForecast:
     _require_service(engine, service)
+    days = orchestrator.ASSESS_HISTORY.days
     with Session(engine) as session:
-        since = utcnow() - timedelta(days=8)
+        since = utcnow() - orchestrator.ASSESS_HISTORY
         samples = read_samples(session, start=since, services=[service])
     if not samples:
-        raise HTTPException(409, f"too little history for {service}: no samples in the last 8 days")
+        raise HTTPException(
+            409, f"too little history for {service}: no samples in the last {days} days"
+        )
     try:
-        return forecast_metric(frame_of(samples), metric, timedelta(minutes=horizon), threshold)
+        return forecast_metric(
+            frame_of(samples), metric, timedelta(minutes=horizon), threshold, choice
+        )
     except InsufficientHistory as exc:
         raise HTTPException(409, f"too little history for {service}: {exc}") from None
 
@@ -188,7 +201,7 @@ def _insights(state: AppState, engine: Engine, service: str) -> ServiceInsights:
     predictor = loaded.model.predict if loaded is not None else None
     now = utcnow()
     found = orchestrator.assess_service(
-        engine, service, now, predictor, get_orchestrator_settings()
+        engine, service, now, predictor, get_orchestrator_settings(), state.forecaster.current
     )
     open_rows = find_anomalies(engine, AnomalyFilter(service=service, state=OPEN))
     recent = SqlActionRepository(engine).list(service=service, limit=20)

@@ -11,7 +11,12 @@ from prefect import Flow
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-EXPECTED = {"every-minute": "* * * * *", "daily": "0 3 * * *", "every-five-minutes": "*/5 * * * *"}
+EXPECTED = {
+    "every-minute": "* * * * *",
+    "daily": "0 3 * * *",
+    "daily-capacity": "30 3 * * *",
+    "every-five-minutes": "*/5 * * * *",
+}
 
 
 def _flow(entrypoint: str) -> Flow:

@@ -78,6 +78,21 @@ def test_cli_train_refuses_zero_trials(settings: ServingSettings) -> None:
     assert result.returncode == 2 and "trials" in result.stderr
 
 
+def test_cli_train_refuses_an_unknown_model_naming_the_known_ones(
+    settings: ServingSettings,
+) -> None:
+    result = _run("train", "--model", "prophet")
+    assert result.returncode == 2
+    assert "neuroweaver" in result.stderr and "capacity-forecaster" in result.stderr
+
+
+def test_cli_train_capacity_forecaster_on_an_empty_store_says_to_ingest(
+    settings: ServingSettings,
+) -> None:
+    result = _run("train", "--model", "capacity-forecaster")
+    assert result.returncode == 1 and "ingest first" in result.stderr
+
+
 def test_cli_train_with_too_little_data_fails_with_a_message(
     settings: ServingSettings, tmp_path: Path
 ) -> None:
