@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from monitoring.assess.forecasting import Forecast, InsufficientHistory, forecast_capacity
+from monitoring.assess.forecasting import Forecast, forecast_capacity
 from monitoring.assess.scaling import (
     HorizontalAutoscaler,
     MetricSample,
@@ -91,8 +91,8 @@ class PastForecasts:
     """Forecasts of a series, each fitted at a refit boundary from the rows before it only.
 
     `reach` is how far past the next boundary a forecast must run (start-up plus two decision
-    periods covers the predictive scaler's windows). A boundary with too little history has
-    no forecast (None).
+    periods covers the predictive scaler's windows). A boundary with too little history, or a
+    history the forecaster refuses, has no forecast (None): the reactive rule decides alone.
     """
 
     series: pd.Series
@@ -117,15 +117,16 @@ class PastForecasts:
         coarse = past.resample(step).mean().dropna() if fine < step else past
         step = max(step, fine)
         horizon = int(math.ceil((pd.Timedelta(self.refit) + self.reach) / step)) + 2
+        if len(coarse) < 2:
+            return None
         try:
             found = self.fit_forecast(coarse, horizon, LEVELS)
-        except InsufficientHistory:
+        except ValueError:  # InsufficientHistory, or a history the forecaster cannot fit
             return None
         # A coarse bin is the mean of the step after its label: put it at its middle.
         centres = found.index + (step / 2 if fine < step else pd.Timedelta(0))
         index = pd.date_range(origin, centres[-1], freq=fine)
         x, xp = index.asi8.astype(float), centres.asi8.astype(float)
-
         ceiling = BELIEVABLE * float(past.max()) if len(past) else 0.0
 
         def on_grid(values: np.ndarray) -> np.ndarray:
