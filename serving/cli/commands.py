@@ -1,4 +1,4 @@
-"""The `automatrix` command: up, ingest, train, serve and detect."""
+"""The `automatrix` command: up, ingest, train, serve, detect, forecast and scale-replay."""
 
 from __future__ import annotations
 
@@ -166,6 +166,51 @@ def detect(
         _fail(str(exc))
     for path in written:
         typer.echo(str(path))
+
+
+@app.command()
+def forecast(
+    inputs: Annotated[list[Path], typer.Argument(help="timestamp,value CSV files")],
+    horizon: Annotated[int, typer.Option(min=1, help="steps ahead (the input's median step)")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="where DIR/<name> is written")],
+) -> None:
+    """Forecast each series with the method its own backtest chose, with 80% and 95% intervals."""
+    from serving.cli.forecast import ForecastInputError, forecast_files
+
+    try:
+        forecast_files(list(inputs), horizon, output_dir)
+    except ForecastInputError as exc:
+        _fail(str(exc))
+    for path in inputs:
+        typer.echo(str(output_dir / path.name))
+
+
+@app.command("scale-replay")
+def scale_replay(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="timestamp,value demand CSV")],
+    capacity_per_replica: Annotated[
+        float, typer.Option(help="demand one replica serves at full utilisation")
+    ],
+    target_utilisation: Annotated[float, typer.Option(help="the HPA's target, in (0, 1]")],
+    startup_minutes: Annotated[float, typer.Option(help="minutes before a new replica serves")],
+    price_per_replica_hour: Annotated[
+        float | None, typer.Option(help="turns replica-minutes into cost")
+    ] = None,
+) -> None:
+    """Replay the HPA rule and the predictive scaler on a demand series; prints one JSON object."""
+    from serving.cli.scale_replay import ReplayInputError, scale_replay_file
+
+    try:
+        result = scale_replay_file(
+            input_path,
+            capacity_per_replica,
+            target_utilisation,
+            startup_minutes,
+            price_per_replica_hour,
+        )
+    except ReplayInputError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result))
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

@@ -134,3 +134,67 @@ def test_cli_detect_names_file_and_row_of_bad_input(tmp_path: Path) -> None:
     result = _run("detect", str(source), "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 2 and "bad.csv" in result.stderr and "row 3" in result.stderr
     assert not (tmp_path / "out" / "bad.csv").exists()
+
+
+def _daily_demand(path: Path, days: int = 3) -> Path:
+    import math
+
+    rows = [
+        f"{1_700_000_000 + 300 * i},{100 + 50 * math.sin(2 * math.pi * i / 288)}"
+        for i in range(days * 288)
+    ]
+    path.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_cli_forecast_writes_the_rows_after_the_last_one_with_intervals(tmp_path: Path) -> None:
+    source = _daily_demand(tmp_path / "demand.csv")
+    result = _run("forecast", str(source), "--horizon", "12", "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "out" / "demand.csv").read_text().splitlines()
+    assert lines[0] == "timestamp,forecast,lo_80,hi_80,lo_95,hi_95"
+    assert len(lines) == 13 and lines[1].startswith(str(1_700_000_000 + 300 * 3 * 288))
+
+
+def test_cli_scale_replay_prints_hpa_and_predictive_side_by_side(tmp_path: Path) -> None:
+    source = _daily_demand(tmp_path / "demand.csv")
+    result = _run(
+        "scale-replay",
+        str(source),
+        "--capacity-per-replica",
+        "10",
+        "--target-utilisation",
+        "0.8",
+        "--startup-minutes",
+        "10",
+        "--price-per-replica-hour",
+        "0.5",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for rule in ("hpa", "predictive"):
+        assert set(report[rule]) == {"under_capacity_minutes", "replica_minutes", "cost"}
+        assert report[rule]["cost"] == pytest.approx(report[rule]["replica_minutes"] / 60 * 0.5)
+
+
+@pytest.mark.parametrize("command", ["forecast", "scale-replay"])
+def test_cli_forecast_and_replay_name_file_and_row_of_bad_input(
+    command: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\n1700000000,1\n1700000300,lots\n")
+    options = (
+        ["--horizon", "3", "--output-dir", str(tmp_path / "out")]
+        if command == "forecast"
+        else [
+            "--capacity-per-replica",
+            "1",
+            "--target-utilisation",
+            "0.8",
+            "--startup-minutes",
+            "5",
+        ]
+    )
+    result = _run(command, str(bad), *options)
+    assert result.returncode == 2 and "bad.csv" in result.stderr and "row 3" in result.stderr
+    assert not (tmp_path / "out").exists()
