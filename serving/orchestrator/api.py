@@ -156,7 +156,7 @@ async def capacity(
     fitted = state.forecaster.current
     choice = fitted.choice_for(service, metric) if fitted else None
     found = await run_in_threadpool(_forecast, engine, service, metric, horizon, limit, choice)
-    return views.capacity(service, found, horizon)
+    return views.capacity(service, found, horizon, state.forecaster.version if choice else None)
 
 
 def _forecast(

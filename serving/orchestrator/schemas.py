@@ -46,6 +46,11 @@ class CapacityForecastResponse(BaseModel):
     horizon_minutes: int
     step_minutes: float
     model: str
+    fitted_version: str | None = Field(
+        default=None,
+        description="the capacity-forecaster version whose choice for this series answered; "
+        "null: chosen on the spot (no champion, or the series is new to it)",
+    )
     history_points: int
     threshold: float | None
     crossing: ThresholdCrossingInfo | None = Field(description="null: not crossed in the horizon")

@@ -70,7 +70,9 @@ def action(a: Action) -> HealingActionInfo:
     )
 
 
-def capacity(service: str, found: CapacityForecast, horizon: int) -> CapacityForecastResponse:
+def capacity(
+    service: str, found: CapacityForecast, horizon: int, fitted_version: str | None = None
+) -> CapacityForecastResponse:
     f = found.forecast
     points = [
         ForecastPoint(
@@ -96,6 +98,7 @@ def capacity(service: str, found: CapacityForecast, horizon: int) -> CapacityFor
         horizon_minutes=horizon,
         step_minutes=f.step.total_seconds() / 60,
         model=f.model,
+        fitted_version=fitted_version,
         history_points=f.history_points,
         threshold=found.threshold,
         crossing=crossing,

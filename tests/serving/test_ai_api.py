@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from monitoring.config import OrchestratorSettings, reset
 from monitoring.healing.actions import Action, ActionKind, ActionState
@@ -392,3 +393,45 @@ def test_get_insights_cost_of_current_and_recommended_size(
 def test_get_insights_cost_is_null_without_a_price(ai: TestClient) -> None:
     body = ai.get(f"{AI}/insights/checkout").json()
     assert body["cost"] is None and body["scaling"] is not None
+
+
+def test_get_capacity_answers_with_the_champion_forecasters_choice_for_the_series(
+    champion: str,
+    api_settings: ServingSettings,
+    seeded_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    import mlflow
+
+    from monitoring.assess import capacity_model
+    from monitoring.assess.forecasting import choose
+    from monitoring.assess.insights import frame_of
+    from monitoring.neuroweaver import registry
+    from monitoring.store.metrics import read_samples
+
+    with Session(make_engine(f"sqlite:///{seeded_store}")) as session:
+        samples = read_samples(session, services=["checkout"])
+    series = capacity_model.series_of(frame_of(samples), "cpu_usage")
+    # An unusual choice, so that the answer shows it was read rather than chosen afresh.
+    chosen = dataclasses.replace(choose(series, 24), method="ets", weights={"ets": 1.0})
+    state = capacity_model.FittedForecaster({"checkout/cpu_usage": chosen}, 24, NOW.isoformat())
+    mlflow.set_tracking_uri(api_settings.mlflow_tracking_uri)
+    experiment = mlflow.create_experiment("capacity", (tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        version = registry.register_state(
+            capacity_model.MODEL_NAME,
+            state.to_dict(),
+            Path(capacity_model.__file__).with_name("capacity_pyfunc.py"),
+            capacity_model.STATE_FILE,
+        )
+    registry.record_decision(capacity_model.MODEL_NAME, version, True, {})
+    for client in _client(api_settings, seeded_store, monkeypatch, {}):
+        fitted = client.get(f"{AI}/predictive/capacity", params={"service": "checkout"}).json()
+        fresh = client.get(
+            f"{AI}/predictive/capacity", params={"service": "checkout", "metric": "memory_usage"}
+        ).json()
+    assert fitted["fitted_version"] == version and fitted["model"] == "ets"
+    assert fresh["fitted_version"] is None  # no choice for that series: chosen on the spot
