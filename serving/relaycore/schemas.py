@@ -29,7 +29,9 @@ class RelayMessageRequest(BaseModel):
     priority: int = Field(
         default=5, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="0 least urgent .. 9 most urgent"
     )
-    service: str | None = Field(default=None, max_length=200)
+    service: str | None = Field(
+        default=None, min_length=1, max_length=200, description="omit for any endpoint"
+    )
     async_: bool = Field(
         default=False,
         alias="async",
@@ -64,7 +66,7 @@ class RelayEndpointRequest(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     url: str = Field(min_length=1, max_length=2000)
-    service: str | None = Field(default=None, max_length=200)
+    service: str | None = Field(default=None, min_length=1, max_length=200)
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
 
 

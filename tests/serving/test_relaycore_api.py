@@ -18,6 +18,8 @@ def test_add_endpoint_non_http_url_is_refused(relay_app: RelayApp) -> None:
     for url in ("ftp://127.0.0.1/x", "file:///etc/passwd", "127.0.0.1:9000", "http://"):
         response = client.post(ENDPOINTS, json={"name": "bad", "url": url})
         assert response.status_code == 422, url
+    empty_service = {"name": "bad", "url": "http://127.0.0.1:1/", "service": ""}
+    assert client.post(ENDPOINTS, json=empty_service).status_code == 422
     assert client.get(ENDPOINTS).json() == []
 
 
@@ -67,6 +69,7 @@ def test_send_message_with_bad_input_returns_422(relay_app: RelayApp) -> None:
         {"payload": [1]},
         {"priority": 1},
         {"payload": {}, "deadline_ms": -1},
+        {"payload": {}, "service": ""},  # an empty name is a mistake, not "no endpoint for it"
     ):
         assert client.post(MESSAGE, json=body).status_code == 422, body
     response = client.post(
