@@ -1,7 +1,7 @@
 """Rolling-origin evaluation of capacity forecasting on the real capacity series.
 
 Run: nice -n 10 .venv/bin/python benchmarks/forecast_eval.py [--part development|held_out|both]
-     [--origins 5] [--max-series N] [--jobs 2]
+     [--origins 5] [--max-series N] [--jobs 2] [--from-csv benchmarks/out/forecast_eval_both.csv]
 
 Every series of benchmarks/capacity_series.py is forecast one day ahead from each of `--origins`
 origins one day apart, from the history before the origin (capped as the product caps it).
@@ -145,9 +145,14 @@ def gmean(values: pd.Series) -> float:
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per part and source: geometric-mean MASE ratio to seasonal naive, coverage, timings."""
     groups = []
+    # A series flat over every evaluated day gives the seasonal naive no error: the ratios are
+    # 0/0 (ours, which then is the seasonal naive) or x/0, so it is counted but not averaged.
+    table = table.assign(flat=table["mase_snaive_daily"] <= 0)
     for part, by_part in table.groupby("part"):
         for source, group in [*by_part.groupby("source"), ("ALL", by_part)]:
             row: dict[str, object] = {"part": part, "source": source, "series": len(group)}
+            row["flat"] = int(group["flat"].sum())
+            group = group[~group["flat"]]
             for name in ("ours", *BASELINES):
                 row[name] = gmean(group[name]) if name in group else np.nan
             row["worse_than_snaive"] = float((group["ours"] > 1).mean())
@@ -171,7 +176,13 @@ def main() -> None:
     parser.add_argument("--origins", type=int, default=5)
     parser.add_argument("--max-series", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--from-csv", type=Path, help="summarise a saved run instead")
     args = parser.parse_args()
+    fmt = {"float_format": lambda v: f"{v:.3f}"}
+    pd.set_option("display.width", 250)
+    if args.from_csv:
+        print(summary(pd.read_csv(args.from_csv)).to_string(index=False, **fmt))
+        return
     parts = ("development", "held_out") if args.part == "both" else (args.part,)
     chosen = [s for part in parts for s in series_in(part)][: args.max_series]  # type: ignore[arg-type]
     items = [(s, args.origins) for s in chosen]
@@ -187,8 +198,6 @@ def main() -> None:
     table = pd.DataFrame(rows)
     OUT.mkdir(exist_ok=True)
     table.to_csv(OUT / f"forecast_eval_{args.part}.csv", index=False)
-    fmt = {"float_format": lambda v: f"{v:.3f}"}
-    pd.set_option("display.width", 250)
     print(table.drop(columns=["chosen"]).to_string(index=False, **fmt))
     print()
     print(summary(table).to_string(index=False, **fmt))
