@@ -8,16 +8,13 @@ the capacity per replica.
 
 from __future__ import annotations
 
-import csv
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from monitoring.anomaly.files import DetectInputError, read_samples
 from monitoring.assess.replay import replay
-
-COLUMNS = ("timestamp", "value")
 
 
 class ReplayInputError(ValueError):
@@ -55,60 +52,21 @@ def check_parameters(capacity: float, target: float, startup: float, price: floa
 
 
 def read_demand(path: Path) -> pd.Series:
-    """The file's values indexed by UTC time; ReplayInputError names the file and the row."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReplayInputError(f"{path}: cannot read it: {exc}") from None
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        raise ReplayInputError(f"{path}: the file is empty")
-    header = [cell.strip().lower() for cell in rows[0]]
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise ReplayInputError(f"{path}, row 1 (header): missing column {', '.join(missing)}")
-    at, col = header.index("timestamp"), header.index("value")
-    stamps: list[datetime] = []
+    """The file's values indexed by UTC time; ReplayInputError names the file and the row.
+
+    Rows are read by the same reader as `automatrix detect` and `automatrix forecast`, so the
+    three commands accept and refuse the same files, with the same messages."""
+    stamps: list[float] = []
     values: list[float] = []
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # a blank line, e.g. at the end
-        if len(row) <= max(at, col):
-            raise ReplayInputError(f"{path}, row {number}: expected {len(header)} columns")
-        stamps.append(parse_time(row[at], path, number))
-        values.append(parse_value(row[col], path, number))
-    if len(values) < 2:
-        raise ReplayInputError(f"{path}: needs at least two rows of data, got {len(values)}")
-    series = pd.Series(values, index=pd.DatetimeIndex(stamps))
+    try:
+        for row, _raw, _, epoch, value in read_samples(path):
+            if value < 0:
+                raise ReplayInputError(f"{path}: row {row}: demand {value:g} is negative")
+            stamps.append(epoch)
+            values.append(value)
+    except DetectInputError as exc:
+        raise ReplayInputError(str(exc)) from None
+    series = pd.Series(values, index=pd.to_datetime(stamps, unit="s", utc=True))
     if series.index.nunique() < 2:
         raise ReplayInputError(f"{path}: needs at least two distinct timestamps")
     return series
-
-
-def parse_time(text: str, path: Path, row: int) -> datetime:
-    raw = text.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    try:
-        if math.isfinite(seconds):
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        moment = datetime.fromisoformat(raw)
-    except (ValueError, OverflowError, OSError):
-        raise ReplayInputError(
-            f"{path}, row {row}: timestamp {raw!r} is neither Unix seconds nor ISO 8601"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def parse_value(text: str, path: Path, row: int) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ReplayInputError(f"{path}, row {row}: value {text.strip()!r} is not a number")
-    if value < 0:
-        raise ReplayInputError(f"{path}, row {row}: value {value:g} is negative")
-    return value

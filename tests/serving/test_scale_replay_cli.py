@@ -44,13 +44,13 @@ def test_scale_replay_file_unix_and_iso_agree(tmp_path: Path) -> None:
     ("text", "says"),
     [
         ("", "empty"),
-        ("time,value\n1,2\n", "missing column timestamp"),
-        ("timestamp,load\n1,2\n", "missing column value"),
-        ("timestamp,value\n1714521600,2\n1714521900,lots\n", "row 3: value 'lots'"),
-        ("timestamp,value\n1714521600,2\nyesterday,3\n", "row 3: timestamp 'yesterday'"),
-        ("timestamp,value\n1714521600,2\n1714521900,nan\n", "row 3: value 'nan'"),
-        ("timestamp,value\n1714521600,-2\n1714521900,3\n", "row 2: value -2 is negative"),
-        ("timestamp,value\n", "at least two rows"),
+        ("time,value\n1,2\n", r"row 1: missing column\(s\) timestamp"),
+        ("timestamp,load\n1,2\n", r"row 1: missing column\(s\) value"),
+        ("timestamp,value\n1714521600,2\n1714521900,lots\n", "row 3: unparsable or non-finite value 'lots'"),
+        ("timestamp,value\n1714521600,2\nyesterday,3\n", "row 3: unparsable timestamp 'yesterday'"),
+        ("timestamp,value\n1714521600,2\n1714521900,nan\n", "row 3: unparsable or non-finite value 'nan'"),
+        ("timestamp,value\n1714521600,-2\n1714521900,3\n", "row 2: demand -2 is negative"),
+        ("timestamp,value\n", "row 2: no data rows"),
         ("timestamp,value\n1714521600,2\n1714521600,3\n", "two distinct timestamps"),
     ],
 )
@@ -66,7 +66,7 @@ def test_scale_replay_file_bad_input_names_file_and_row(
 
 
 def test_scale_replay_file_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ReplayInputError, match="cannot read"):
+    with pytest.raises(ReplayInputError, match="cannot be read"):
         scale_replay_file(tmp_path / "nope.csv", 10.0, 0.8, 10.0, None)
 
 
