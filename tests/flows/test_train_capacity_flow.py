@@ -42,7 +42,9 @@ def test_first_training_registers_a_champion_with_its_per_series_choices(
     champion = MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
     assert str(champion.version) == result["version"]
     assert champion.tags["promotion.promoted"] == "True"
-    state = FittedForecaster.from_dict(registry.load_state(MODEL_NAME, result["version"], STATE_FILE))
+    state = FittedForecaster.from_dict(
+        registry.load_state(MODEL_NAME, result["version"], STATE_FILE)
+    )
     choice = state.choice_for("api-gateway", "cpu_usage")
     assert choice is not None and choice.method and choice.backtest
     run = MlflowClient().get_run(result["mlflow_run_id"])

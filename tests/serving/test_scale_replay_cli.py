@@ -46,9 +46,15 @@ def test_scale_replay_file_unix_and_iso_agree(tmp_path: Path) -> None:
         ("", "empty"),
         ("time,value\n1,2\n", r"row 1: missing column\(s\) timestamp"),
         ("timestamp,load\n1,2\n", r"row 1: missing column\(s\) value"),
-        ("timestamp,value\n1714521600,2\n1714521900,lots\n", "row 3: unparsable or non-finite value 'lots'"),
+        (
+            "timestamp,value\n1714521600,2\n1714521900,lots\n",
+            "row 3: unparsable or non-finite value 'lots'",
+        ),
         ("timestamp,value\n1714521600,2\nyesterday,3\n", "row 3: unparsable timestamp 'yesterday'"),
-        ("timestamp,value\n1714521600,2\n1714521900,nan\n", "row 3: unparsable or non-finite value 'nan'"),
+        (
+            "timestamp,value\n1714521600,2\n1714521900,nan\n",
+            "row 3: unparsable or non-finite value 'nan'",
+        ),
         ("timestamp,value\n1714521600,-2\n1714521900,3\n", "row 2: demand -2 is negative"),
         ("timestamp,value\n", "row 2: no data rows"),
         ("timestamp,value\n1714521600,2\n1714521600,3\n", "two distinct timestamps"),
