@@ -94,7 +94,8 @@ def train(
     ] = None,
 ) -> None:
     """Run one model's training flow once (the flow its deployment runs): register, promote if better."""
-    load_settings()
+    if not load_settings().enable_ml_training:
+        _fail("training is disabled (ENABLE_ML_TRAINING=false); set it to true to train")
     if model not in MODELS:
         _fail(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
     if model == "capacity-forecaster":

@@ -23,6 +23,7 @@ from serving.settings import ServingSettings
 
 WORK_POOL = "automatrix"
 SEED_TRAINING = {"trials": 6, "max_epochs": 8, "window_days": 3.0, "timeout_s": 300.0}
+TRAINING_DEPLOYMENTS = ("neuroweaver-train/daily", "capacity-forecaster-train/daily-capacity")
 SEED_CAPACITY = {"window_days": 3.0}  # all the seed holds: two days to choose on, one to judge
 
 
@@ -115,6 +116,23 @@ def deploy(env: dict[str, str]) -> None:
     subprocess.run([prefect, "--no-prompt", "deploy", "--all"], env=env, check=True)
 
 
+def set_training_schedules(active: bool) -> None:
+    """Pauses the training deployments (their schedules stop) or resumes them, so that
+    ENABLE_ML_TRAINING=false stops scheduled training too, not only the API's endpoint."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for name in TRAINING_DEPLOYMENTS:
+            deployment = client.read_deployment_by_name(name)
+            if active:
+                client.resume_deployment(deployment.id)
+            else:
+                client.pause_deployment(deployment.id)
+    if not active:
+        names = ", ".join(TRAINING_DEPLOYMENTS)
+        print(f"[automatrix] ENABLE_ML_TRAINING=false: paused {names}", flush=True)
+
+
 def seed_if_empty(settings: ServingSettings) -> None:
     """On an empty store: backfill three days of simulated metrics, then start the first trainings."""
     from prefect.client.schemas.objects import FlowRun
@@ -184,13 +202,14 @@ def run_platform(settings: ServingSettings, seed: bool = True) -> None:
         wait_for(f"{api_url}/health", 180, supervisor)
         supervisor.start("mlflow ui", _mlflow_command(settings))
         deploy(env)
+        set_training_schedules(active=settings.enable_ml_training)
         supervisor.start(
             "prefect worker", [_bin("prefect"), "worker", "start", "--pool", WORK_POOL]
         )
         if _api_available():
             supervisor.start("api", [_bin("automatrix"), "serve"])
             _connect_webhook(settings, env["MLFLOW_WEBHOOK_SECRET"], supervisor)
-        if seed:
+        if seed and settings.enable_ml_training:
             seed_if_empty(settings)
         _announce(settings)
         while True:

@@ -78,6 +78,12 @@ def test_cli_train_refuses_zero_trials(settings: ServingSettings) -> None:
     assert result.returncode == 2 and "trials" in result.stderr
 
 
+@pytest.mark.parametrize("model", ["neuroweaver", "capacity-forecaster"])
+def test_cli_train_refuses_when_training_is_disabled(settings: ServingSettings, model: str) -> None:
+    result = _run("train", "--model", model, env={"ENABLE_ML_TRAINING": "false"})
+    assert result.returncode == 2 and "ENABLE_ML_TRAINING=false" in result.stderr
+
+
 def test_cli_train_refuses_an_unknown_model_naming_the_known_ones(
     settings: ServingSettings,
 ) -> None:
