@@ -6,7 +6,7 @@
 It prints `PORT <n>` once listening. Every POST (any path) waits for one of `--workers` slots,
 sleeps the delay, and answers {"ok": true, "server": name, "id": payload["id"]}; with a fail
 status it answers that status at once instead. `--record` appends each request's
-Idempotency-Key (or "-") and payload id to a file, flushed per line. POST /__control with
+Idempotency-Key (or "-"), payload id and X-Request-ID (or "-") to a file, flushed per line. POST /__control with
 {"delay_ms": x, "fail_status": s | null} changes the behaviour while it runs.
 """
 
@@ -46,12 +46,14 @@ class Backend:
             return await _answer(send, 200, {"ok": True})
         if self.fail_status is not None:
             return await _answer(send, self.fail_status, {"ok": False, "server": self.name})
-        key = dict(scope["headers"]).get(b"idempotency-key", b"-").decode()
+        headers = dict(scope["headers"])
+        key = headers.get(b"idempotency-key", b"-").decode()
+        request_id = headers.get(b"x-request-id", b"-").decode()
         async with self.slots:
             if self.delay_s > 0:
                 await asyncio.sleep(self.delay_s)
         if self.record is not None:
-            self.record.write(f"{key} {payload.get('id', '-')}\n")
+            self.record.write(f"{key} {payload.get('id', '-')} {request_id}\n")
         await _answer(send, 200, {"ok": True, "server": self.name, "id": payload.get("id")})
 
 

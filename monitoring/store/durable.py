@@ -82,6 +82,7 @@ class Claimed:
     max_attempts: int
     expires_at: datetime | None
     service: str | None = None
+    request_id: str | None = None  # of the API request that queued it, sent as X-Request-ID
 
 
 def now_utc() -> datetime:
@@ -96,6 +97,7 @@ def enqueue(
     max_attempts: int,
     service: str | None = None,
     deadline_s: float | None = None,
+    request_id: str | None = None,
 ) -> str:
     """Stores a new queued message and returns its id (also its Idempotency-Key)."""
     now = now_utc()
@@ -112,6 +114,7 @@ def enqueue(
         "created_at": now,
         "updated_at": now,
         "expires_at": None if deadline_s is None else now + timedelta(seconds=deadline_s),
+        "request_id": request_id,
     }
     with engine.begin() as connection:
         connection.execute(insert(RelayMessage), [row])
@@ -173,7 +176,16 @@ def _take(
             attempts=m.attempts + 1,
             updated_at=now,
         )
-        .returning(m.id, m.payload, m.priority, m.attempts, m.max_attempts, m.expires_at, m.service)
+        .returning(
+            m.id,
+            m.payload,
+            m.priority,
+            m.attempts,
+            m.max_attempts,
+            m.expires_at,
+            m.service,
+            m.request_id,
+        )
     )
     rows = connection.execute(statement).all()
     claimed = [
@@ -186,6 +198,7 @@ def _take(
             r.max_attempts,
             _aware(r.expires_at),
             r.service,
+            r.request_id,
         )
         for r in rows
     ]
@@ -280,4 +293,5 @@ def describe(message: RelayMessage) -> dict[str, Any]:
         "next_attempt_at": iso(message.next_attempt_at) if message.state == QUEUED else None,
         "delivered_at": iso(message.delivered_at),
         "expires_at": iso(message.expires_at),
+        "request_id": message.request_id,
     }

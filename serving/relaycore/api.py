@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from monitoring.store import durable
 from routing import DuplicateEndpoint, InvalidEndpoint, RoutingError, UnknownEndpoint
+from serving.http.logs import request_id_var
 from serving.relaycore import tuning
 from serving.relaycore.schemas import (
     RelayEndpointInfo,
@@ -137,6 +138,7 @@ async def _enqueue(
         max_attempts=relay.settings.delivery_attempts,
         service=body.service,
         deadline_s=deadline_s,
+        request_id=request_id_var.get(),
     )
     relay.delivery.wake()
     log.info("async message %s queued", message_id)  # ties the message to this request's id

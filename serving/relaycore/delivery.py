@@ -23,6 +23,7 @@ from routing import (
     RouterStopped,
     RoutingError,
 )
+from serving.http.logs import REQUEST_ID_HEADER
 from serving.relaycore.transport import Envelope
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class DeliveryWorker:
             return
         try:
             result = await self.router.send(
-                Envelope(message.payload, {"Idempotency-Key": message.id}),
+                Envelope(message.payload, delivery_headers(message)),
                 priority=message.priority,
                 deadline_s=self._deadline_s(message),
                 service=message.service,
@@ -212,3 +213,12 @@ class DeliveryWorker:
             return
         delay = backoff_s(message.attempts, self.config, self._rng)
         await asyncio.to_thread(durable.retry_later, engine, message, reason, delay)
+
+
+def delivery_headers(message: durable.Claimed) -> dict[str, str]:
+    """What the receiver can key on: the message's id for deduplication, and the id of the
+    request that queued it, to follow one request through both sides' logs."""
+    headers = {"Idempotency-Key": message.id}
+    if message.request_id:
+        headers[REQUEST_ID_HEADER.lower()] = message.request_id  # the transport's own spelling
+    return headers

@@ -110,18 +110,23 @@ def message_state(client: Any, message_id: str) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
-def test_deliver_async_message_sends_its_id_as_idempotency_key(
+def test_deliver_async_message_sends_its_id_as_idempotency_key_and_the_request_id(
     relay_app: Callable[..., Any], backends: Callable[..., Backend], tmp_path: Path
 ) -> None:
     record = tmp_path / "keys.log"
     client = relay_app(endpoints={"a": backends("a", record=record).url})
-    accepted = client.post(MESSAGE, json={"payload": {"id": 7}, "async": True, "priority": 8})
+    accepted = client.post(
+        MESSAGE,
+        json={"payload": {"id": 7}, "async": True, "priority": 8},
+        headers={"X-Request-ID": "order-42"},
+    )
     assert accepted.status_code == 202
     message_id = accepted.json()["id"]
     wait_for(lambda: message_state(client, message_id)["state"] == "delivered", 15)
     state = message_state(client, message_id)
     assert state["attempts"] == 1 and state["endpoint"] == "a" and state["response_status"] == 200
-    assert record.read_text().split() == [message_id, "7"]
+    assert state["request_id"] == "order-42"
+    assert record.read_text().split() == [message_id, "7", "order-42"]
 
 
 def test_deliver_async_message_to_failing_endpoint_fails_after_its_attempts(

@@ -79,7 +79,7 @@ def test_an_envelope_adds_its_headers_and_the_request_id_travels_along(
     finally:
         request_id_var.reset(token)
 
-    assert keys.read_text().split() == ["msg-3", "3"]
+    assert keys.read_text().split() == ["msg-3", "3", "req-42"]
 
 
 def test_a_read_slower_than_the_read_timeout_fails_at_the_timeout(backends: Start) -> None:
