@@ -76,16 +76,16 @@ def load_forecaster() -> FittedForecaster | None:
     """capacity-forecaster@champion's per-series choices; None (choose on the spot) without one."""
     import mlflow
 
-    from monitoring.assess.capacity_model import MODEL_NAME, STATE_FILE
+    from monitoring.assess import capacity_model
     from monitoring.neuroweaver import registry
 
     mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
-    champion = registry.alias_version(MODEL_NAME, "champion")
+    champion = registry.alias_version(capacity_model.MODEL_NAME, "champion")
     if champion is None:
         return None
     try:
-        return FittedForecaster.from_dict(registry.load_state(MODEL_NAME, champion, STATE_FILE))
-    except (registry.ModelLoadError, ValueError, KeyError) as exc:
+        return capacity_model.load_version(champion)
+    except registry.ModelLoadError as exc:
         get_run_logger().warning("capacity forecasts choose on the spot this run: %s", exc)
         return None
 

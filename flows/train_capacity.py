@@ -79,8 +79,8 @@ def load_champion(version: str | None) -> FittedForecaster | None:
     if version is None:
         return None
     try:
-        return FittedForecaster.from_dict(registry.load_state(MODEL_NAME, version, STATE_FILE))
-    except (registry.ModelLoadError, ValueError, KeyError):
+        return capacity_model.load_version(version)
+    except registry.ModelLoadError:
         return None
 
 

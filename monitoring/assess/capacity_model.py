@@ -26,6 +26,7 @@ from monitoring.assess.forecasting import (
     SeriesChoice,
     choose,
     forecast_capacity,
+    seasonal_naive,
 )
 
 MODEL_NAME: Final = "capacity-forecaster"
@@ -82,6 +83,18 @@ class FittedForecaster:
             fitted_at=str(data["fitted_at"]),
             skipped=dict(data.get("skipped", {})),
         )
+
+
+def load_version(version: str) -> FittedForecaster:
+    """One registered version's state; registry.ModelLoadError when it cannot be read or is not
+    a capacity-forecaster state."""
+    from monitoring.neuroweaver import registry  # MLflow and torch: only where a version loads
+
+    data = registry.load_state(MODEL_NAME, version, STATE_FILE)
+    try:
+        return FittedForecaster.from_dict(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise registry.ModelLoadError(f"{MODEL_NAME} version {version}: {exc}") from exc
 
 
 def series_of(frame: pd.DataFrame, metric: str) -> pd.Series:
@@ -142,8 +155,7 @@ class Evaluation:
 
 def seasonal_naive_mae(history: np.ndarray, season: int, actual: np.ndarray) -> float:
     """The error of repeating the last day, the yardstick every forecast is scaled by."""
-    naive = np.resize(history[-season:], len(actual))
-    return float(np.mean(np.abs(actual - naive)))
+    return float(np.mean(np.abs(actual - seasonal_naive(history, season, len(actual)))))
 
 
 def evaluate(

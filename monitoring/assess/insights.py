@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from monitoring.assess import capacity_model
 from monitoring.assess.failure import FailureRisk, ServiceSignals, failure_risk
 from monitoring.assess.forecasting import (
     Forecast,
@@ -36,7 +37,7 @@ from monitoring.neuroweaver.labels import ERROR_SLO_PERCENT, LATENCY_SLO_MS
 from monitoring.samples import METRICS, Sample
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-FORECAST_STEP = pd.Timedelta(minutes=5)
+FORECAST_STEP = capacity_model.STEP
 # Default capacity thresholds per metric: the SLOs for latency and errors, headroom for the rest.
 THRESHOLDS: dict[str, float | None] = {
     "cpu_usage": 80.0,
@@ -106,7 +107,7 @@ def forecast_metric(
 ) -> CapacityForecast:
     """A forecast on 5-minute means, with the fitted `choice` if given (else chosen now);
     raises InsufficientHistory under two days of history."""
-    series = frame[metric].resample(FORECAST_STEP).mean().dropna()
+    series = capacity_model.series_of(frame, metric)  # what the forecaster was trained on
     steps = max(1, int(np.ceil(pd.Timedelta(horizon) / FORECAST_STEP)))
     forecast = forecast_capacity(series, steps, choice=choice)
     crossing = None if threshold is None else threshold_crossing(forecast, threshold)

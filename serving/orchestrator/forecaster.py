@@ -12,7 +12,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from monitoring.assess.capacity_model import MODEL_NAME, STATE_FILE, FittedForecaster
+from monitoring.assess import capacity_model
+from monitoring.assess.capacity_model import MODEL_NAME, FittedForecaster
 from monitoring.neuroweaver import registry
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,8 @@ class ForecasterHolder:
 
     def _load(self, version: str) -> bool:
         try:
-            data = registry.load_state(self.name, version, STATE_FILE)
-            state = FittedForecaster.from_dict(data)
-        except (registry.ModelLoadError, ValueError, KeyError, TypeError) as exc:
+            state = capacity_model.load_version(version)
+        except registry.ModelLoadError as exc:
             self.problem = f"{self.name} version {version} was refused: {exc}"
             log.error("%s; %s", self.problem, self._kept())
             return False
