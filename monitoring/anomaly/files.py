@@ -118,11 +118,11 @@ def output_path(path: Path, output_dir: Path) -> Path:
     return output_dir / f"{path.stem}.csv"
 
 
-def validate_inputs(inputs: list[Path], output_dir: Path) -> None:
-    """Read every input once without keeping it, so a bad file stops the run before any write."""
+def check_targets(inputs: list[Path], target_of: Callable[[Path], Path]) -> None:
+    """Refuses two inputs that would write one output, and an output that is its own input."""
     seen: dict[Path, Path] = {}
     for path in inputs:
-        target = output_path(path, output_dir)
+        target = target_of(path)
         if target in seen:
             raise DetectInputError(
                 path, None, f"its output {target} would overwrite {seen[target]}'s"
@@ -130,6 +130,12 @@ def validate_inputs(inputs: list[Path], output_dir: Path) -> None:
         if target.resolve() == path.resolve():
             raise DetectInputError(path, None, "the output would overwrite the input itself")
         seen[target] = path
+
+
+def validate_inputs(inputs: list[Path], output_dir: Path) -> None:
+    """Read every input once without keeping it, so a bad file stops the run before any write."""
+    check_targets(inputs, lambda path: output_path(path, output_dir))
+    for path in inputs:
         for _ in read_samples(path):
             pass
 

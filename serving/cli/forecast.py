@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from monitoring.anomaly import files
 from monitoring.anomaly.files import DetectInputError, read_samples
 from monitoring.assess.forecasting import Forecast, InsufficientHistory, forecast_capacity
 
@@ -128,16 +129,10 @@ def output_path(path: Path, output_dir: Path) -> Path:
 
 
 def check_targets(inputs: list[Path], output_dir: Path) -> None:
-    seen: dict[Path, Path] = {}
-    for path in inputs:
-        target = output_path(path, output_dir)
-        if target in seen:
-            raise ForecastInputError(
-                path, None, f"its output {target} would overwrite {seen[target]}'s"
-            )
-        if target.resolve() == path.resolve():
-            raise ForecastInputError(path, None, "the output would overwrite the input itself")
-        seen[target] = path
+    try:
+        files.check_targets(inputs, lambda path: output_path(path, output_dir))
+    except DetectInputError as exc:
+        raise ForecastInputError(exc.path, exc.row, exc.reason) from None
 
 
 def write_forecast(target: Path, form: StampForm, stamps: np.ndarray, forecast: Forecast) -> None:
