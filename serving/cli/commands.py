@@ -98,13 +98,14 @@ def train(
         _fail("training is disabled (ENABLE_ML_TRAINING=false); set it to true to train")
     if model not in MODELS:
         _fail(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
+    # Without --window-days each flow keeps its own default (7 days, 21 for capacity).
+    window: dict[str, Any] = {} if window_days is None else {"window_days": window_days}
     if model == "capacity-forecaster":
         if data is not None:
             _fail("--data trains neuroweaver only; capacity-forecaster learns from the store")
         from flows.train_capacity import train_capacity_flow
 
-        days = 21.0 if window_days is None else window_days
-        result = _run(lambda: train_capacity_flow(window_days=days))
+        result = _run(lambda: train_capacity_flow(**window))
         typer.echo(json.dumps(result, indent=2, default=str))
         return
     rows = _read_rows(data) if data else None
@@ -114,7 +115,7 @@ def train(
         lambda: train_flow(
             trials=trials,
             timeout_s=timeout,
-            window_days=7.0 if window_days is None else window_days,
+            **window,
             max_epochs=max_epochs,
             data=rows,
             study_name=study_name,
@@ -176,14 +177,14 @@ def forecast(
     output_dir: Annotated[Path, typer.Option("--output-dir", help="where DIR/<name> is written")],
 ) -> None:
     """Forecast each series with the method its own backtest chose, with 80% and 95% intervals."""
-    from serving.cli.forecast import ForecastInputError, forecast_files
+    from serving.cli.forecast import ForecastInputError, forecast_files, output_path
 
     try:
         forecast_files(list(inputs), horizon, output_dir)
     except ForecastInputError as exc:
         _fail(str(exc))
     for path in inputs:
-        typer.echo(str(output_dir / path.name))
+        typer.echo(str(output_path(path, output_dir)))
 
 
 @app.command("scale-replay")

@@ -25,6 +25,10 @@ WORK_POOL = "automatrix"
 SEED_TRAINING = {"trials": 6, "max_epochs": 8, "window_days": 3.0, "timeout_s": 300.0}
 TRAINING_DEPLOYMENTS = ("neuroweaver-train/daily", "capacity-forecaster-train/daily-capacity")
 SEED_CAPACITY = {"window_days": 3.0}  # all the seed holds: two days to choose on, one to judge
+SEED_TRAININGS = (
+    ("first training", TRAINING_DEPLOYMENTS[0], SEED_TRAINING),
+    ("first capacity forecaster", TRAINING_DEPLOYMENTS[1], SEED_CAPACITY),
+)
 
 
 @dataclass
@@ -148,23 +152,9 @@ def seed_if_empty(settings: ServingSettings) -> None:
             return
     print("[automatrix] empty store: ingesting three days of simulated metrics", flush=True)
     ingest_flow(source="simulator")
-    run = cast(
-        FlowRun, run_deployment("neuroweaver-train/daily", parameters=SEED_TRAINING, timeout=0)
-    )
-    print(
-        f"[automatrix] first training: {settings.prefect_ui_url}/runs/flow-run/{run.id}", flush=True
-    )
-    capacity = cast(
-        FlowRun,
-        run_deployment(
-            "capacity-forecaster-train/daily-capacity", parameters=SEED_CAPACITY, timeout=0
-        ),
-    )
-    print(
-        "[automatrix] first capacity forecaster: "
-        f"{settings.prefect_ui_url}/runs/flow-run/{capacity.id}",
-        flush=True,
-    )
+    for what, deployment, parameters in SEED_TRAININGS:
+        run = cast(FlowRun, run_deployment(deployment, parameters=parameters, timeout=0))
+        print(f"[automatrix] {what}: {settings.prefect_ui_url}/runs/flow-run/{run.id}", flush=True)
 
 
 def run_platform(settings: ServingSettings, seed: bool = True) -> None:
