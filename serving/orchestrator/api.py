@@ -59,7 +59,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Publishes every anomaly stored after start-up (by this process or the flow) on the hub."""
     state: AppState = app.state.automatrix
     state.register_component("orchestrator", lambda: _component(state))
-    task = asyncio.create_task(_stream_anomalies(state), name="orchestrator-anomalies")
+    # Where "after start-up" begins is read before serving starts: read later by the task, an
+    # anomaly stored in between would count as history and never be published.
+    start = await _start_point(state)
+    task = asyncio.create_task(_stream_anomalies(state, start), name="orchestrator-anomalies")
     try:
         yield
     finally:
@@ -80,8 +83,15 @@ def _component(state: AppState) -> dict[str, Any]:
     }
 
 
-async def _stream_anomalies(state: AppState) -> None:
-    last: int | None = None
+async def _start_point(state: AppState) -> int | None:
+    """The newest stored anomaly's id; None when the store cannot say yet (the task asks again)."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(_publish_new, state, None), 5.0)
+    except Exception:  # the store being down or slow must not stop the start
+        return None
+
+
+async def _stream_anomalies(state: AppState, last: int | None) -> None:
     while True:
         with contextlib.suppress(Exception):  # the store being down must not end the stream
             last = await asyncio.to_thread(_publish_new, state, last)
