@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -35,6 +36,12 @@ class ServingSettings(Settings):
     # Training and the two optimisations: calls per minute per client and endpoint, and burst.
     rate_limit_per_minute: float = Field(default=6.0, gt=0)
     rate_limit_burst: int = Field(default=3, gt=0)
+    # Shares live events and rate limits between API processes and workers (docs/api.md).
+    redis_url: str | None = None
+    # Peers whose X-Forwarded-For names the client (IPs or CIDRs); none: the peer is the client.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -42,6 +49,18 @@ class ServingSettings(Settings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return [
+                ip_network(item.strip(), strict=False) for item in value.split(",") if item.strip()
+            ]
+        except ValueError as exc:
+            raise ValueError(f"expected IP addresses or CIDRs separated by commas: {exc}") from None
 
     @field_validator("relaycore_endpoints", mode="before")
     @classmethod
@@ -92,6 +111,10 @@ class RelayCoreSettings(BaseSettings):
     # Health hints from the metric store and NeuroWeaver; status pushed to the live feed.
     hint_interval_s: float = Field(default=30.0, gt=0)
     status_interval_s: float = Field(default=2.0, gt=0)
+    # The shared control plane: how often a process on SQLite reads the desired state's version
+    # (PostgreSQL pushes changes with NOTIFY); false stops watching (the benchmark's "before").
+    control_poll_s: float = Field(default=0.25, gt=0, le=60)
+    control_shared: bool = True
 
 
 @cached

@@ -26,38 +26,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from monitoring.store.tables import RelayEndpointRow, RelayMessage
+from monitoring.store.tables import RelayMessage
 
 QUEUED, IN_FLIGHT, DELIVERED, FAILED = "queued", "in_flight", "delivered", "failed"
 STATES = (QUEUED, IN_FLIGHT, DELIVERED, FAILED)
-
-
-def save_endpoint(
-    engine: Engine, name: str, url: str, service: str | None, max_concurrency: int
-) -> None:
-    row = {
-        "name": name,
-        "url": url,
-        "service": service,
-        "max_concurrency": max_concurrency,
-        "created_at": now_utc(),
-    }
-    with engine.begin() as connection:
-        connection.execute(delete(RelayEndpointRow).where(RelayEndpointRow.name == name))
-        connection.execute(insert(RelayEndpointRow), [row])
-
-
-def delete_endpoint(engine: Engine, name: str) -> bool:
-    with engine.begin() as connection:
-        found = connection.execute(delete(RelayEndpointRow).where(RelayEndpointRow.name == name))
-        return found.rowcount > 0
-
-
-def saved_endpoints(engine: Engine) -> list[RelayEndpointRow]:
-    from sqlalchemy.orm import Session
-
-    with Session(engine, expire_on_commit=False) as session:
-        return list(session.scalars(select(RelayEndpointRow).order_by(RelayEndpointRow.name)))
 
 
 def purge(engine: Engine, older_than: datetime) -> int:

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -171,8 +183,8 @@ class RelayMessage(Base):
 
 
 class RelayEndpointRow(Base):
-    """An endpoint registered through the API, re-registered at start-up (RELAYCORE_ENDPOINTS
-    entries are not stored: the environment already brings them back)."""
+    """An endpoint of RelayCore's shared desired state: registered through the API or put there
+    by a process's RELAYCORE_ENDPOINTS at its start; a drained one is kept but gets no traffic."""
 
     __tablename__ = "relay_endpoints"
 
@@ -181,3 +193,19 @@ class RelayEndpointRow(Base):
     service: Mapped[str | None] = mapped_column(String(200), nullable=True)
     max_concurrency: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    drained: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class RelayControlRow(Base):
+    """RelayCore's desired state besides its endpoints, in one row (id 1). `version` grows by one
+    with every change to the desired state, endpoints included: what every API process watches."""
+
+    __tablename__ = "relay_control"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    running: Mapped[bool] = mapped_column(Boolean)
+    policy: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None: RELAYCORE_POLICY
+    adaptive_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    last_optimization: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

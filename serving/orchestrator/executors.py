@@ -1,13 +1,14 @@
 """Executors that act inside the API process: RelayCore drain and restore, and the served model.
 
-Handlers run the orchestrator in a worker thread; the router belongs to the event loop, so
-drain and restore hop onto the loop to change it.
+Handlers run the orchestrator in a worker thread; RelayCore belongs to the event loop, so drain
+and restore hop onto the loop, where they change the shared desired state (every API process
+applies it) rather than this process's router alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from monitoring.config import OrchestratorSettings
@@ -21,18 +22,17 @@ T = TypeVar("T")
 LOOP_TIMEOUT_S = 10.0
 
 
-def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> T:
-    async def run() -> T:
-        return call()
-
-    return asyncio.run_coroutine_threadsafe(run(), loop).result(LOOP_TIMEOUT_S)
+def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run_coroutine_threadsafe(call(), loop).result(LOOP_TIMEOUT_S)
 
 
 def relay_drain(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor:
+    """Takes the endpoint out of RelayCore's shared desired state, as the flow's DELETE does."""
+
     def drain(action: Action) -> ActionResult:
         name = str(action.params["endpoint"])
         try:
-            endpoint = on_loop(loop, lambda: relay.router.remove(name))
+            endpoint = on_loop(loop, lambda: relay.remove_endpoint(name))
         except Exception as exc:  # UnknownEndpoint and the like: a result, not a crash
             return ActionResult(False, f"RelayCore refused: {exc}")
         found = {
@@ -46,16 +46,17 @@ def relay_drain(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor:
 
 
 def relay_restore(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor:
+    """Puts the endpoint back into the shared desired state from what its drain recorded."""
+
     def restore(action: Action) -> ActionResult:
         p = action.params
         name, url = str(p["endpoint"]), p.get("url")
         if not url:
             return ActionResult(False, f"no URL recorded for {name}: cannot restore")
-        extra: dict[str, Any] = {"service": p.get("service")}
-        if p.get("max_concurrency"):
-            extra["max_concurrency"] = int(p["max_concurrency"])
+        concurrency = int(p["max_concurrency"]) if p.get("max_concurrency") else None
+        service = p.get("service")
         try:
-            on_loop(loop, lambda: relay.router.register(name, str(url), **extra))
+            on_loop(loop, lambda: relay.add_endpoint(name, str(url), service, concurrency))
         except Exception as exc:
             return ActionResult(False, f"RelayCore refused: {exc}")
         return ActionResult(True, f"restored {name} in RelayCore")

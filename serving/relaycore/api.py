@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from monitoring.store import durable
+from monitoring.store.control import EndpointSpec
 from routing import DuplicateEndpoint, InvalidEndpoint, RoutingError, UnknownEndpoint
 from serving.http.logs import request_id_var
 from serving.relaycore import tuning
@@ -81,15 +82,15 @@ def routing_error(exc: RoutingError | InvalidEndpoint) -> HTTPException:
 
 @router.post("/start")
 async def start(relay: RelayDep) -> dict[str, Any]:
-    """Resume routing and the delivery of queued async messages."""
-    relay.start()
+    """Resume routing and the delivery of queued async messages, in every API process."""
+    await relay.set_running(True)
     return {"running": True}
 
 
 @router.post("/stop")
 async def stop(relay: RelayDep) -> dict[str, Any]:
-    """Refuse new messages (503); queued async messages wait, in-flight ones complete."""
-    relay.stop()
+    """Refuse new messages (503) in every API process; queued ones wait, in-flight ones complete."""
+    await relay.set_running(False)
     return {"running": False}
 
 
@@ -173,8 +174,8 @@ async def status(relay: RelayDep) -> dict[str, Any]:
 
 @router.get("/endpoints", response_model=list[RelayEndpointInfo])
 async def list_endpoints(relay: RelayDep) -> list[RelayEndpointInfo]:
-    """The registered endpoints: the only ones that ever receive traffic."""
-    return [_info(e) for e in relay.router.endpoints()]
+    """The registered endpoints, the only ones that ever receive traffic; drained ones get none."""
+    return [_info(e) for e in relay.desired_endpoints()]
 
 
 @router.post("/endpoints", response_model=RelayEndpointInfo, status_code=201)
@@ -208,19 +209,39 @@ async def _remove(relay: RelayCore, name: str) -> RelayEndpointInfo:
         raise routing_error(exc) from None
 
 
-def _info(endpoint: Any) -> RelayEndpointInfo:
+@router.post("/endpoints/{name}/drain", response_model=RelayEndpointInfo)
+async def drain_endpoint(name: str, relay: RelayDep) -> RelayEndpointInfo:
+    """Send an endpoint nothing new, keeping it registered; its calls in flight finish."""
+    return await _drained(relay, name, True)
+
+
+@router.post("/endpoints/{name}/undrain", response_model=RelayEndpointInfo)
+async def undrain_endpoint(name: str, relay: RelayDep) -> RelayEndpointInfo:
+    """Route to a drained endpoint again."""
+    return await _drained(relay, name, False)
+
+
+async def _drained(relay: RelayCore, name: str, drained: bool) -> RelayEndpointInfo:
+    try:
+        return _info(await relay.set_drained(name, drained))
+    except UnknownEndpoint as exc:
+        raise routing_error(exc) from None
+
+
+def _info(endpoint: EndpointSpec) -> RelayEndpointInfo:
     return RelayEndpointInfo(
         name=endpoint.name,
         url=endpoint.url,
         service=endpoint.service,
         max_concurrency=endpoint.max_concurrency,
+        drained=endpoint.drained,
     )
 
 
 @router.put("/policy")
 async def set_policy(body: RelayPolicyRequest, relay: RelayDep) -> dict[str, Any]:
-    """Switch the policy; it starts from what was recently observed."""
-    relay.router.set_policy(body.policy)
+    """Switch the policy in every API process; each starts from what it recently observed."""
+    await relay.set_policy(body.policy)
     return {"policy": relay.router.policy.name}
 
 
@@ -244,8 +265,7 @@ async def optimize(relay: RelayDep, body: RelayOptimizeRequest | None = None) ->
         except tuning.NothingToReplay as exc:
             raise HTTPException(409, f"nothing to replay: {exc}") from None
     best = found.pop("best_params")
-    if found["applied"]:
-        relay.set_adaptive_params(best)
+    report = {k: found[k] for k in ("before", "after", "applied", "mlflow_run_id")}
+    await relay.set_tuning(best if found["applied"] else None, report)
     found["policy"] = relay.router.policy.name
-    relay.last_optimization = {k: found[k] for k in ("before", "after", "applied", "mlflow_run_id")}
     return found

@@ -75,6 +75,7 @@ class RelayEndpointInfo(BaseModel):
     url: str
     service: str | None
     max_concurrency: int
+    drained: bool = False  # kept, but sent nothing new (POST .../endpoints/{name}/undrain)
 
 
 class RelayPolicyRequest(BaseModel):

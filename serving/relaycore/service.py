@@ -1,6 +1,8 @@
 """RelayCore in the API process: the router built from settings, its background work and its hooks.
 
-`RelayCore` owns the Router, the HTTP transport and the delivery worker. It publishes breaker
+`RelayCore` owns the Router, the HTTP transport, the delivery worker and the control plane: every
+change to endpoints, drains, running, policy or tuning is written to the shared desired state
+in the store and reaches every API process's router from there (`serving.relaycore.control`). It publishes breaker
 events and periodic status to the app's event hub, and, for endpoints that name a service with
 metrics in the store, feeds NeuroWeaver's predicted performance score to the router as a health
 hint (or, without a model, a score derived from the service's latest error rate and latency).
@@ -12,19 +14,34 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from dataclasses import asdict
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from monitoring.store import durable
-from routing import AdaptiveParams, BreakerEvent, Endpoint, Router, RouterConfig
+from monitoring.store import control, durable
+from monitoring.store.control import EndpointSpec
+from routing import (
+    AdaptiveParams,
+    BreakerEvent,
+    DuplicateEndpoint,
+    Endpoint,
+    Router,
+    RouterConfig,
+    UnknownEndpoint,
+)
 from serving.ecosystem.events import EventHub
+from serving.relaycore.control import ControlPlane
 from serving.relaycore.delivery import DeliveryConfig, DeliveryWorker
 from serving.relaycore.transport import HttpTransport
 from serving.settings import RelayCoreSettings, ServingSettings
+from serving.state import StoreUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class RelayCore:
@@ -56,9 +73,21 @@ class RelayCore:
             reserve_share=relay.reserve_share,
         )
         self.router = Router(self.transport, policy=settings.relaycore_policy, config=config)
-        for name, url in settings.relaycore_endpoints.items():
-            self.router.register(name, url, max_concurrency=relay.max_concurrency)
-        self._restore_endpoints()
+        configured = [
+            EndpointSpec(name, url, None, relay.max_concurrency)
+            for name, url in settings.relaycore_endpoints.items()
+        ]
+        for spec in configured:  # what routes if the store cannot be read at start
+            self.router.register(spec.name, spec.url, max_concurrency=spec.max_concurrency)
+        self.control = ControlPlane(
+            self.router,
+            engine,
+            default_policy=settings.relaycore_policy,
+            configured=configured,
+            poll_s=relay.control_poll_s,
+            on_change=self._on_change,
+        )
+        self.control.load_now()
         self.router.add_listener(self._on_breaker)
         self.delivery = DeliveryWorker(
             self.router,
@@ -73,66 +102,91 @@ class RelayCore:
                 purge_interval_s=relay.purge_interval_s,
             ),
         )
-        self.adaptive_params = AdaptiveParams()
         self.optuna_storage: str | None = settings.optuna_storage
         self.optimizing = asyncio.Lock()
-        self.last_optimization: dict[str, Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def engine(self) -> Engine:
         return self._engine()
 
-    def _restore_endpoints(self) -> None:
-        """Re-registers the endpoints added through the API before a restart."""
+    @property
+    def adaptive_params(self) -> AdaptiveParams:
+        return self.control.adaptive_params
+
+    @property
+    def last_optimization(self) -> dict[str, Any] | None:
+        return self.control.state.last_optimization
+
+    def desired_endpoints(self) -> list[EndpointSpec]:
+        """The endpoints of the desired state (drained ones too), from the local copy."""
+        return list(self.control.state.endpoints)
+
+    # --- changes to the shared desired state: written to the store, then applied here -------
+
+    async def _change(self, call: Callable[..., T], *args: Any) -> T:
+        """Runs a store change, then brings this process's copy up to it before returning."""
+        engine = self.engine()
         try:
-            saved = durable.saved_endpoints(self.engine())
-        except Exception as exc:  # the store being down must not keep RelayCore from starting
-            log.warning("cannot restore RelayCore endpoints: %s: %s", type(exc).__name__, exc)
-            return
-        for row in saved:
-            try:
-                self.router.register(
-                    row.name, row.url, service=row.service, max_concurrency=row.max_concurrency
-                )
-            except Exception as exc:  # e.g. the same name now comes from RELAYCORE_ENDPOINTS
-                log.warning("stored endpoint %r not restored: %s", row.name, exc)
+            found = await asyncio.to_thread(call, engine, *args)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"the metric store is unreachable: {exc}"[:300]) from exc
+        await self.control.refresh()
+        return found
 
     async def add_endpoint(
         self, name: str, url: str, service: str | None, max_concurrency: int | None
-    ) -> Endpoint:
-        """Registers an endpoint and stores it, so that it survives a restart."""
-        endpoint = self.router.register(
-            name,
-            url,
-            service=service,
-            max_concurrency=max_concurrency or self.settings.max_concurrency,
-        )
+    ) -> EndpointSpec:
+        """Adds an endpoint to the desired state; raises InvalidEndpoint or DuplicateEndpoint."""
+        endpoint = Endpoint(name, url, max_concurrency or self.settings.max_concurrency, service)
+        spec = EndpointSpec(endpoint.name, endpoint.url, service, endpoint.max_concurrency)
         try:
-            await asyncio.to_thread(
-                durable.save_endpoint,
-                self.engine(),
-                endpoint.name,
-                endpoint.url,
-                endpoint.service,
-                endpoint.max_concurrency,
-            )
-        except Exception:
-            self.router.remove(endpoint.name)  # not stored: do not pretend it will persist
-            raise
-        return endpoint
+            await self._change(control.add_endpoint, spec)
+        except control.EndpointExists as exc:
+            raise DuplicateEndpoint(str(exc)) from None
+        return spec
 
-    async def remove_endpoint(self, name: str) -> Endpoint:
-        """Unregisters an endpoint and deletes it from the store for good."""
-        endpoint = self.router.remove(name)
-        await asyncio.to_thread(durable.delete_endpoint, self.engine(), name)
-        return endpoint
+    async def remove_endpoint(self, name: str) -> EndpointSpec:
+        """Deletes an endpoint from the desired state for good; raises UnknownEndpoint."""
+        try:
+            spec, _ = await self._change(control.remove_endpoint, name)
+        except control.NoSuchEndpoint:
+            raise UnknownEndpoint(f"no endpoint named {name!r}") from None
+        return spec
+
+    async def set_drained(self, name: str, drained: bool) -> EndpointSpec:
+        """Drains an endpoint (kept, sent nothing new) or puts it back; raises UnknownEndpoint."""
+        try:
+            spec, _ = await self._change(control.set_drained, name, drained)
+        except control.NoSuchEndpoint:
+            raise UnknownEndpoint(f"no endpoint named {name!r}") from None
+        return spec
+
+    async def set_running(self, running: bool) -> None:
+        await self._change(partial(control.set_control, running=running))
+
+    async def set_policy(self, policy: str) -> None:
+        await self._change(partial(control.set_control, policy=policy))
+
+    async def set_tuning(self, params: AdaptiveParams | None, report: dict[str, Any]) -> None:
+        """Stores an optimization's summary, and its parameters if applied, for every process."""
+        values: dict[str, Any] = {"last_optimization": report}
+        if params is not None:
+            values["adaptive_params"] = asdict(params)
+        await self._change(partial(control.set_control, **values))
+
+    def _on_change(self, changes: list[str]) -> None:
+        if "running" in changes or any(c.startswith("+") for c in changes):
+            self.delivery.wake()  # queued messages may have waited for this
 
     def start_background(self) -> None:
         jobs: dict[str, Coroutine[Any, Any, None]] = {
+            "relaycore-control": self.control.run(),
             "relaycore-delivery": self.delivery.run(),
             "relaycore-hints": self._every(self.settings.hint_interval_s, self.refresh_hints),
             "relaycore-status": self._every(self.settings.status_interval_s, self._publish_status),
         }
+        if not self.settings.control_shared:  # the benchmark's "before": no watching
+            jobs.pop("relaycore-control").close()
         self._tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
 
     async def close(self) -> None:
@@ -140,17 +194,6 @@ class RelayCore:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.transport.aclose()
-
-    def start(self) -> None:
-        self.router.start()
-        self.delivery.wake()
-
-    def stop(self) -> None:
-        self.router.stop()
-
-    def set_adaptive_params(self, params: AdaptiveParams) -> None:
-        self.adaptive_params = params
-        self.router.set_adaptive_params(params)
 
     def _on_breaker(self, event: BreakerEvent) -> None:
         self.hub.publish(
@@ -165,6 +208,8 @@ class RelayCore:
 
     def status(self) -> dict[str, Any]:
         found = self.router.status().as_dict()
+        found["drained"] = [e.name for e in self.control.state.endpoints if e.drained]
+        found["control"] = self.control.describe()
         found["delivery"] = {
             "in_flight": self.delivery.in_flight,
             "delivered": self.delivery.delivered,

@@ -223,7 +223,13 @@ def test_restore_api_endpoints_after_restart_until_deleted(relay_app: RelayApp) 
     assert first.delete(f"{ENDPOINTS}/dropped").status_code == 200
     restarted = relay_app()  # a new app on the same store
     assert restarted.get(ENDPOINTS).json() == [
-        {"name": "kept", "url": "http://127.0.0.1:1/kept", "service": "svc", "max_concurrency": 7}
+        {
+            "name": "kept",
+            "url": "http://127.0.0.1:1/kept",
+            "service": "svc",
+            "max_concurrency": 7,
+            "drained": False,
+        }
     ]
 
 
