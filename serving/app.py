@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from serving.ecosystem import api as ecosystem
 from serving.ecosystem import dashboard, ingest, live
 from serving.ecosystem import performance as analytics
+from serving.ecosystem.broker import instance_key
 from serving.ecosystem.events import EventHub, set_default_hub
 from serving.http import health
 from serving.http.logs import RequestId, configure_logging, install_redaction
@@ -108,6 +109,9 @@ def _add_middleware(app: FastAPI, state: AppState) -> None:
         RateLimit,
         per_minute=state.settings.rate_limit_per_minute,
         burst=state.settings.rate_limit_burst,
+        trusted_proxies=state.settings.trusted_proxies,
+        redis_url=state.settings.redis_url,
+        redis_prefix=instance_key(state.settings.database_url),
     )
     app.add_middleware(RequestTimer, stats=state.stats, registry=state.registry)
     app.add_middleware(RequestId)  # outermost: every log line of the request carries its id

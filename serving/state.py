@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from serving.ecosystem.analytics import PredictionLog, RequestStats
 from serving.ecosystem.events import EventHub
+from serving.http.metrics import Mode, WorkerGauges
 from serving.neuroweaver.batching import MicroBatcher
 from serving.neuroweaver.models import LoadedModel, ModelHolder
 from serving.neuroweaver.signatures import RecentDeliveries
@@ -40,16 +41,19 @@ class AppState:
     forecaster: ForecasterHolder = field(default_factory=ForecasterHolder)
 
     def __post_init__(self) -> None:
+        # The modes say how multiprocess mode (serving/http/metrics.py) joins the workers' values.
+        gauges: tuple[tuple[str, str, Mode], ...] = (
+            ("model_version", "the served model version (0 when none)", "livemax"),
+            ("prediction_rows", "rows scored since start", "sum"),
+            ("prediction_requests", "predict requests since start", "sum"),
+            ("live_clients", "WebSocket and SSE clients connected", "livesum"),
+            ("model_swaps", "models swapped in since start", "sum"),
+        )
         self._gauges = {
-            name: Gauge(f"automatrix_{name}", text, registry=self.registry)
-            for name, text in (
-                ("model_version", "the served model version (0 when none)"),
-                ("prediction_rows", "rows scored since start"),
-                ("prediction_requests", "predict requests since start"),
-                ("live_clients", "WebSocket and SSE clients connected"),
-                ("model_swaps", "models swapped in since start"),
-            )
+            name: Gauge(f"automatrix_{name}", text, registry=self.registry, multiprocess_mode=mode)
+            for name, text, mode in gauges
         }
+        self.worker_gauges = WorkerGauges(self.registry)
 
     def refresh_gauges(self) -> None:
         """Sets the gauges from the live state (called on each scrape, so nothing is on a hot path)."""
@@ -59,6 +63,7 @@ class AppState:
         self._gauges["prediction_requests"].set(self.predictions.requests)
         self._gauges["live_clients"].set(self.hub.subscriber_count)
         self._gauges["model_swaps"].set(self.holder.swaps)
+        self.worker_gauges.refresh(self)
 
     def register_component(self, name: str, probe: ComponentProbe) -> None:
         """Adds a component to the ecosystem status: `probe()` returns {"status": ..., ...}."""

@@ -134,22 +134,50 @@ def serve(
     ] = False,
 ) -> None:
     """Start the API alone."""
+    import shutil
+
     import uvicorn
 
     settings = load_settings()
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.api_port,
-        workers=workers,
-        log_level="info",
-        access_log=access_log or settings.debug,
-        # A worker answers the supervisor's ping from a thread while start-up imports torch and
-        # MLflow; on a loaded 2-core host that can take longer than uvicorn's 5 s, and the
-        # supervisor would kill and respawn workers that were only starting.
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
-    )
+    made = _metrics_directory(workers)
+    try:
+        uvicorn.run(
+            "serving.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.api_port,
+            workers=workers,
+            log_level="info",
+            access_log=access_log or settings.debug,
+            # A worker answers the supervisor's ping from a thread while start-up imports torch
+            # and MLflow; on a loaded 2-core host that can take longer than uvicorn's 5 s, and
+            # the supervisor would kill and respawn workers that were only starting.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+            # X-Forwarded-For is the app's to read, from TRUSTED_PROXIES only (ratelimit.py).
+            proxy_headers=False,
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _metrics_directory(workers: int) -> Path | None:
+    """Prometheus multiprocess mode for several workers: PROMETHEUS_MULTIPROC_DIR, emptied of the
+    last run's files, or a new folder this returns (for removal at exit) when it is unset."""
+    import os
+    import tempfile
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if workers == 1 and not given:
+        return None
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    made = Path(tempfile.mkdtemp(prefix="automatrix-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(made)  # the workers inherit it
+    return made
 
 
 @app.command()

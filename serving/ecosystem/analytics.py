@@ -162,3 +162,72 @@ def _mae_rmse(pairs: np.ndarray) -> dict[str, float]:
         "mae": round(float(np.abs(diff).mean()), 6),
         "rmse": round(float(np.sqrt((diff**2).mean())), 6),
     }
+
+
+# Across workers (multiprocess mode): the same report, read from every worker's metrics.
+def instance_endpoints(found: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Per endpoint over all workers; latency percentiles are estimated from histogram buckets."""
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for sample in found.get("automatrix_http_requests_total", []):
+        key = (sample.labels["method"], sample.labels["route"])
+        counts[key][0] += int(sample.value)
+        counts[key][1] += int(sample.value) if int(sample.labels["status"]) >= 500 else 0
+    recent = {
+        (s.labels["method"], s.labels["route"]): s.value
+        for s in found.get("automatrix_http_requests_last_minute", [])
+    }
+    buckets: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for sample in found.get("automatrix_http_request_duration_seconds_bucket", []):
+        key = (sample.labels["method"], sample.labels["route"])
+        buckets[key].append((float(sample.labels["le"]), sample.value))
+    return [
+        {
+            "method": method,
+            "endpoint": route,
+            "requests": total,
+            "errors_5xx": errors,
+            "requests_per_s": round(recent.get((method, route), 0.0) / RATE_WINDOW_S, 3),
+            "latency_ms": {
+                name: _round(_quantile(sorted(buckets[(method, route)]), q))
+                for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+            },
+        }
+        for (method, route), (total, errors) in sorted(counts.items(), key=lambda kv: kv[0][1])
+    ]
+
+
+def _quantile(cumulative: list[tuple[float, float]], q: float) -> float | None:
+    """Milliseconds, interpolated within the bucket that holds the quantile (as PromQL does)."""
+    if not cumulative or cumulative[-1][1] == 0:
+        return None
+    rank = q * cumulative[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in cumulative:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower * 1000
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return (lower + (upper - lower) * share) * 1000
+        lower, below = upper, count
+    return lower * 1000
+
+
+def instance_predictions(found: dict[str, list[Any]]) -> dict[str, Any]:
+    """The prediction summary over all workers."""
+
+    def total(name: str) -> float:
+        return sum(s.value for s in found.get(f"automatrix_{name}", []))
+
+    batches = total("prediction_batches")
+    return {
+        "requests": int(total("prediction_requests")),
+        "rows": int(total("prediction_rows")),
+        "by_version": {
+            s.labels["version"]: int(s.value)
+            for s in found.get("automatrix_prediction_rows_by_version", [])
+        },
+        "lost_records": int(total("prediction_records_lost")),
+        "awaiting_truth": int(total("prediction_awaiting_truth")),
+        "batches": int(batches),
+        "rows_per_batch": round(total("prediction_batch_rows") / batches, 2) if batches else None,
+    }

@@ -8,16 +8,43 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from serving.ecosystem import live
+from serving.ecosystem.broker import open_broker
 from serving.ecosystem.events import Subscription, encode
+from serving.http import metrics
 from serving.state import AppState, StateDep
 
-router = APIRouter(tags=["ecosystem"])
 SEND_TIMEOUT_S = 5.0
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Links this process to the others of the instance: events through the broker, if there
+    is one, and in multiprocess mode its gauges kept fresh for any worker's `/metrics`."""
+    state: AppState = app.state.automatrix
+    tasks = []
+    broker = open_broker(state.hub, state.settings.database_url, state.settings.redis_url)
+    if broker is not None:
+        state.hub.relay = broker.offer
+        state.register_component("event_broker", broker.component)
+        tasks.append(asyncio.create_task(broker.run(), name="event-broker"))
+    if metrics.multiprocess():
+        tasks.append(asyncio.create_task(metrics.keep_fresh(state), name="worker-gauges"))
+    try:
+        yield
+    finally:
+        state.hub.relay = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        metrics.worker_exited()
+
+
+router = APIRouter(tags=["ecosystem"], lifespan=lifespan)
 
 
 @router.get("/ai-ecosystem/status")

@@ -6,15 +6,23 @@ queue, and one that cannot keep up is dropped (its queue is closed and its conne
 Other parts of the API process publish with either
     `request.app.state.automatrix.hub.publish("breaker", {...})`  (inside a handler), or
     `serving.ecosystem.events.publish("anomaly", {...})`  (anywhere in the process, from any thread).
+
+Events of the `SHARED` types also go to the hub's `relay` (the broker in `broker.py`, when one
+is set), which carries them to the other API processes of the instance; what arrives from them
+comes back through `receive`. Each event names the process that published it (`origin`), so a
+process never delivers its own publication twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +40,16 @@ def encode(document: Any) -> bytes:
 
 
 EVENT_TYPES = ("snapshot", "champion", "training", "anomaly", "breaker", "routing", "metrics")
+# What one process alone knows: its breakers, its router, the samples pushed to it. The other
+# types each process derives from the shared store or registry itself (a snapshot, a champion
+# swap, a training run, a stored anomaly); relaying them would deliver each one N times.
+SHARED = frozenset({"breaker", "routing", "metrics"})
 _CLOSED = object()
+
+
+def process_origin() -> str:
+    """This process's name on the wire: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +57,11 @@ class Event:
     type: str
     payload: dict[str, Any]
     at: float = field(default_factory=time.time)
+    origin: str = ""
 
     def to_json(self) -> str:
-        return encode({"type": self.type, "at": self.at, "payload": self.payload}).decode()
+        document = {"type": self.type, "at": self.at, "origin": self.origin}
+        return encode({**document, "payload": self.payload}).decode()
 
 
 class Subscription:
@@ -93,6 +112,9 @@ class EventHub:
         self._history = history
         self.published = 0
         self.dropped_clients = 0
+        self.origin = process_origin()
+        # Set by the broker: takes each encoded event of a SHARED type this process publishes.
+        self.relay: Callable[[str], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -108,7 +130,7 @@ class EventHub:
 
     def publish(self, event_type: str, payload: dict[str, Any]) -> None:
         """Sends `payload` as an event of `event_type` to every subscriber, now or soon."""
-        event = Event(event_type, payload)
+        event = Event(event_type, payload, origin=self.origin)
         loop = self._loop
         if loop is None or _on_loop(loop):
             self._deliver(event)
@@ -123,13 +145,37 @@ class EventHub:
         for subscription in list(self._subscribers):
             subscription.close()
 
-    def _deliver(self, event: Event) -> None:
+    def receive(self, message: str | bytes) -> bool:
+        """Delivers an event another process published (call on the hub's loop).
+
+        False for this process's own publication coming back, or for a message that is not an
+        event of a shared type; neither reaches a subscriber.
+        """
+        try:
+            document = orjson.loads(message)
+            event = Event(
+                str(document["type"]),
+                dict(document["payload"]),
+                float(document["at"]),
+                str(document["origin"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed event from the broker")
+            return False
+        if event.origin == self.origin or event.type not in SHARED:
+            return False
+        self._deliver(event, relay=False)
+        return True
+
+    def _deliver(self, event: Event, relay: bool = True) -> None:
         self.published += 1
         if event.type != "snapshot":
             kept = self._recent.setdefault(event.type, [])
             kept.append({"at": event.at, **event.payload})
             del kept[: -self._history]
         message = event.to_json()
+        if relay and self.relay is not None and event.type in SHARED:
+            self.relay(message)
         for subscription in list(self._subscribers):
             if not subscription.offer(message):
                 self.dropped_clients += subscription.dropped

@@ -7,9 +7,10 @@ import time
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.ecosystem import live
+from serving.http.metrics import exposition
 from serving.neuroweaver.schemas import Health, Readiness
 from serving.state import StateDep
 
@@ -41,6 +42,6 @@ async def ready(state: StateDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(state: StateDep) -> Response:
-    """Prometheus metrics: request counts and latencies, predictions, the served version."""
-    state.refresh_gauges()
-    return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of the whole instance: requests, latencies, predictions, the version."""
+    body = await run_in_threadpool(exposition, state)  # multiprocess mode reads files
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
