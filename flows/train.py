@@ -6,7 +6,6 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 import mlflow
@@ -43,17 +42,18 @@ class ParentRun:
 
 
 def configure_mlflow(settings: Settings, name: str = EXPERIMENT) -> str:
-    """Points MLflow at the configured store; returns experiment `name`'s id (artifacts under
-    mlruns/), creating it on first use."""
+    """Points MLflow at the configured store; returns experiment `name`'s id, creating it on first
+    use with its artifacts where `Settings.artifact_root` says (an MLflow server chooses its own)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A tracking server makes MLflow print each run's link on stdout, where the CLI prints JSON.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
-    location = (Path(settings.model_save_path).parent / "artifacts").resolve().as_uri()
     try:
-        return str(client.create_experiment(name, artifact_location=location))
+        return str(client.create_experiment(name, artifact_location=settings.artifact_root()))
     except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent training
         return str(client.get_experiment_by_name(name).experiment_id)  # type: ignore[union-attr]
 

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     prefect_api_url: str | None = None
     model_name: str = Field(default="neuroweaver", min_length=1)
     model_alias: str = Field(default="champion", min_length=1)
+    # The local cache of loaded model versions (one folder per version); not MLflow's artifacts.
     model_save_path: Path = Path("mlruns/models")
     enable_ml_training: bool = True
     # Required on every mutating API call when set; the flows send it when they call the API.
@@ -86,6 +87,19 @@ class Settings(BaseSettings):
                 "expected a URI such as sqlite:///mlruns/mlflow.db or http://host:5000"
             )
         return value
+
+    def artifact_root(self) -> str | None:
+        """Where new experiments keep their artifacts when this process opens MLflow's database
+        itself: `artifacts/` beside a SQLite file, else `mlruns/artifacts`. None for an MLflow
+        server (http(s)), which chooses (its --artifacts-destination), or a file store."""
+        uri = self.mlflow_tracking_uri
+        scheme = uri.partition("://")[0].partition("+")[0]
+        if scheme not in ("sqlite", "postgresql", "mysql", "mssql"):
+            return None
+        home = Path("mlruns")
+        if scheme == "sqlite":
+            home = Path(make_url(uri).database or "mlruns/mlflow.db").parent
+        return (home / "artifacts").resolve().as_uri()
 
 
 @cached

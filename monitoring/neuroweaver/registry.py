@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -24,6 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature, infer_signature
 
+from monitoring.config import get_settings
 from monitoring.neuroweaver.model import CONFIG_FILE, WEIGHTS_FILE, NeuroWeaverModel
 from monitoring.neuroweaver.training import rmse
 from monitoring.samples import METRICS
@@ -33,6 +36,7 @@ EVIDENCE_PREFIX = "promotion."
 ALIAS_EVENT: Final = "model_version_alias.created"
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 T = TypeVar("T")
+_SLUG = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class ModelLoadError(RuntimeError):
@@ -155,16 +159,14 @@ def move_alias(name: str, alias: str, expected: str, to: str) -> str:
 
 def load_version(name: str, version: str) -> tuple[NeuroWeaverModel, str]:
     """Loads `models:/name/version` (weights only, no code run); the model and its version."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model, _ = _download(name, version, Path(tmp))
+    model, _ = _download(name, version)
     return model, version
 
 
 def load_checked(name: str, version: str) -> tuple[NeuroWeaverModel, np.ndarray]:
     """Loads one version (weights only, no code run) and checks it on its own input example."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model, local = _download(name, version, Path(tmp))
-        example = _input_example(local)
+    model, local = _download(name, version)
+    example = _input_example(local)
     try:
         check_model(model, example)
     except ModelLoadError as exc:
@@ -176,16 +178,39 @@ def load_checked(name: str, version: str) -> tuple[NeuroWeaverModel, np.ndarray]
     return model, example
 
 
-def _download(name: str, version: str, into: Path) -> tuple[NeuroWeaverModel, Path]:
+def _download(name: str, version: str) -> tuple[NeuroWeaverModel, Path]:
     try:
-        uri = f"models:/{name}/{version}"
-        local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(into)))
+        local = local_copy(name, version)
         model = NeuroWeaverModel.load(_find(local, CONFIG_FILE), _find(local, WEIGHTS_FILE))
     except ModelLoadError:
         raise
     except (MlflowException, OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise ModelLoadError(f"{name} version {version} cannot be loaded: {exc}") from exc
     return model, local
+
+
+def local_copy(name: str, version: str) -> Path:
+    """The artifacts of `models:/name/version` in the local cache (MODEL_SAVE_PATH), downloaded
+    from the registry the first time. A copy is keyed by the run that logged it as well, so a
+    store that was replaced (a new version 1) never meets the old one's files."""
+    found = MlflowClient().get_model_version(name, version)
+    folder = Path(_SLUG.sub("_", name), f"{version}-{found.run_id or 'no-run'}")
+    target = Path(get_settings().model_save_path) / folder
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Downloaded beside its place and renamed into it: a reader never sees half a copy, and of
+    # two processes loading the same version at once, the first rename wins.
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+    try:
+        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(staging))
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _find(root: Path, filename: str) -> Path:
@@ -246,15 +271,12 @@ def register_state(
 
 def load_state(name: str, version: str, filename: str) -> dict[str, Any]:
     """The JSON state of `models:/name/version`; ModelLoadError when it cannot be read."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            uri = f"models:/{name}/{version}"
-            local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
-            data = json.loads(_find(local, filename).read_text())
-        except ModelLoadError:
-            raise
-        except (MlflowException, OSError, ValueError) as exc:
-            raise ModelLoadError(f"{name} version {version} cannot be loaded: {exc}") from exc
+    try:
+        data = json.loads(_find(local_copy(name, version), filename).read_text())
+    except ModelLoadError:
+        raise
+    except (MlflowException, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{name} version {version} cannot be loaded: {exc}") from exc
     if not isinstance(data, dict):
         raise ModelLoadError(f"{name} version {version}: {filename} is not a JSON object")
     return data

@@ -87,8 +87,8 @@ def _bin(name: str) -> str:
 
 
 def _mlflow_command(settings: ServingSettings) -> list[str]:
-    artifacts = (Path(settings.model_save_path).parent / "artifacts").resolve()
-    artifacts.mkdir(parents=True, exist_ok=True)
+    # The UI's server shows the artifacts where the flows, opening the same store, put them.
+    artifacts = settings.artifact_root() or (Path("mlruns") / "artifacts").resolve().as_uri()
     backend = settings.mlflow_tracking_uri
     if backend.startswith("sqlite:///"):
         database = make_url(backend).database or ""
@@ -99,7 +99,7 @@ def _mlflow_command(settings: ServingSettings) -> list[str]:
         "--backend-store-uri",
         backend,
         "--default-artifact-root",
-        artifacts.as_uri(),
+        artifacts,
         "--host",
         settings.host,
         "--port",

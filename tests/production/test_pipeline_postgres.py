@@ -38,6 +38,8 @@ def use_postgres_stores(
     for name in ("API_KEY", "ENVIRONMENT", "DEBUG", "PREFECT_API_URL", "ENABLE_ML_TRAINING"):
         monkeypatch.delenv(name, raising=False)
 
+    # MLflow opens PostgreSQL itself here (no server): its artifacts go to ./mlruns/artifacts.
+    monkeypatch.chdir(tmp_path)
     reset()
     mlflow.set_tracking_uri(urls["MLFLOW_TRACKING_URI"])
     return urls
