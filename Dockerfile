@@ -1,5 +1,6 @@
 # AutoMatrix in one image: the API (`automatrix serve`), and with another command the Prefect
-# worker or a training (`automatrix train`). Not built here: no Docker engine runs on this machine.
+# server or a worker, the MLflow server, or a training (`automatrix train`). Not built here: no
+# Docker engine runs on this machine.
 # The install steps are the Makefile's: torch==2.13.0 (CPU) first, then the package, both through
 # constraints.txt. The Makefile finds torch in /opt/wheels on this machine; a build has no such
 # folder, so pip takes the CPU wheel from the PyTorch CPU index instead.
@@ -29,6 +30,8 @@ RUN pip install --upgrade pip \
 
 USER automatrix
 EXPOSE 8000
+# The API's probe, for the image's default command. A container that runs something else (the
+# Prefect or MLflow server, a worker) states its own or `disable: true` (compose.production.yml).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"
 
