@@ -141,12 +141,18 @@ class RedisBroker(Broker):
         super().__init__(hub)
         self.url = url
         self.channel = channel
+        # Names its connections in CLIENT LIST: one instance's, e.g. to find or end them.
+        self.client_name = "automatrix-events-" + channel.split(":")[1]
 
     async def _session(self) -> None:
         import redis.asyncio as redis
 
         client = redis.Redis.from_url(
-            self.url, socket_connect_timeout=3, socket_keepalive=True, health_check_interval=15
+            self.url,
+            socket_connect_timeout=3,
+            socket_keepalive=True,
+            health_check_interval=15,
+            client_name=self.client_name,
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:

@@ -10,15 +10,21 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.support.instances import Instance, Listener, logs, mlflow_template, start_instance
-from tests.support.models import SAMPLE
+from tests.support.instances import (
+    Instance,
+    Listener,
+    logs,
+    mlflow_template,
+    push,
+    services,
+    start_instance,
+)
 from tests.support.polling import wait_for
 from tests.support.postgres import POSTGRES_ADMIN_URL, postgres_reachable
 from tests.support.relaycore import Backend, start_backend
@@ -106,22 +112,6 @@ def test_breaker_opened_through_one_process_reaches_clients_of_the_other_once(
     finally:
         here.close()
         there.close()
-
-
-def push(instance: Instance, service: str, rows: int = 3) -> None:
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=rows)
-    samples = [
-        {"service": service, "timestamp": (start + timedelta(minutes=i)).isoformat(), **SAMPLE}
-        for i in range(rows)
-    ]
-    response = httpx.post(f"{instance.base}/api/v2/metrics", json={"samples": samples}, timeout=10)
-    response.raise_for_status()
-
-
-def services(listener: Listener, origin: str | None = None) -> list[str]:
-    return [
-        s["service"] for m in listener.events("metrics", origin) for s in m["payload"]["samples"]
-    ]
 
 
 def terminate_event_connections(database_url: str) -> int:

@@ -20,6 +20,8 @@ from tests.support.instances import (
     Listener,
     logs,
     mlflow_template,
+    push,
+    services,
     start_instance,
 )
 from tests.support.models import SAMPLE
@@ -164,6 +166,59 @@ def clients_of_both_workers(instance: Instance) -> list[Listener]:
         listener.close()
     assert len(found) == 2, "30 connections all reached one worker"
     return list(found.values())
+
+
+def broker(listener: Listener) -> dict[str, Any]:
+    """The event broker of the listener's worker, as its latest snapshot shows it."""
+    return listener.events("snapshot")[-1]["payload"]["components"]["event_broker"]  # type: ignore[no-any-return]
+
+
+def end_event_connections(channel_name: str) -> int:
+    """CLIENT KILL for every Redis connection of this instance's event brokers."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        ours = [c for c in client.client_list() if c.get("name") == channel_name]
+        for connection in ours:
+            client.client_kill_filter(_id=connection["id"])
+        return len(ours)
+    finally:
+        client.close()
+
+
+def test_broken_redis_connections_reconnect_and_local_clients_keep_receiving(
+    instance: Instance,
+) -> None:
+    listeners = clients_of_both_workers(instance)
+    try:
+        name = "automatrix-events-" + broker_channel_hash(instance)
+        assert end_event_connections(name) >= 4  # a subscriber and a publisher per worker
+        outage = {f"outage-{n}" for n in range(6)}
+        for service in sorted(outage):  # fresh connections: both workers publish meanwhile
+            push(instance, service)
+
+        def delivered_locally() -> set[str]:  # each push reached the clients of its own worker
+            return {s for x in listeners for s in services(x, x.origin)}
+
+        wait_for(lambda: delivered_locally() == outage, 5)
+        wait_for(lambda: all(broker(x)["status"] == "up" for x in listeners), 20, 0.2)
+        expected = {f"after-{n}" for n in range(6)}
+        for service in sorted(expected):
+            push(instance, service)
+        wait_for(lambda: all(expected <= set(services(x)) for x in listeners), 15)
+        for listener in listeners:
+            after = [s for s in services(listener) if s.startswith("after-")]
+            assert len(after) == 3 * len(expected)  # three rows per push, each event once
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def broker_channel_hash(instance: Instance) -> str:
+    from serving.ecosystem.broker import instance_key
+
+    return instance_key(instance.env["DATABASE_URL"]).split(":")[1]
 
 
 def statuses(

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.models import SAMPLE
 from tests.support.net import free_port
 from tests.support.polling import wait_for
 from tests.support.relaycore import ROOT
@@ -151,3 +153,21 @@ class Listener:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def push(instance: Instance, service: str, rows: int = 3) -> None:
+    """Pushes `rows` minutes of one service's metrics (a `metrics` event), on a fresh connection."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=rows)
+    samples = [
+        {"service": service, "timestamp": (start + timedelta(minutes=i)).isoformat(), **SAMPLE}
+        for i in range(rows)
+    ]
+    response = httpx.post(f"{instance.base}/api/v2/metrics", json={"samples": samples}, timeout=10)
+    response.raise_for_status()
+
+
+def services(listener: Listener, origin: str | None = None) -> list[str]:
+    """The service of every sample in the `metrics` events the listener received."""
+    return [
+        s["service"] for m in listener.events("metrics", origin) for s in m["payload"]["samples"]
+    ]
