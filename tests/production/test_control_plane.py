@@ -57,7 +57,7 @@ class Pair:
         return response.json()
 
 
-def start_pair(store: str, tmp: Path, mlflow_db: Path) -> Pair:
+def launch_pair(store: str, tmp: Path, mlflow_db: Path) -> Pair:
     records = {name: tmp / f"{name}.log" for name in ("left", "right")}
     backends = {
         name: start_backend(name, delay_ms=20, workers=32, record=record)
@@ -91,13 +91,16 @@ def start_pair(store: str, tmp: Path, mlflow_db: Path) -> Pair:
         )
         for port, log in zip(ports, logs, strict=True)
     ]
-    pair = Pair(store, ports, processes, backends, records, logs)
+    return Pair(store, ports, processes, backends, records, logs)
+
+
+def wait_ready(pairs: list[Pair]) -> None:
+    """Both pairs start at once: their start-ups (imports, mostly) overlap."""
     try:
-        wait_for(lambda: all(_ready(pair, i) for i in (0, 1)), 120, 0.2)
+        wait_for(lambda: all(_ready(pair, i) for pair in pairs for i in (0, 1)), 180, 0.2)
     except AssertionError as exc:
-        stop_pair(pair)
-        raise AssertionError("\n".join(p.read_text()[-3000:] for p in logs)) from exc
-    return pair
+        logs = [log.read_text()[-3000:] for pair in pairs for log in pair.logs]
+        raise AssertionError("\n".join(logs)) from exc
 
 
 def _ready(pair: Pair, which: int) -> bool:
@@ -125,31 +128,40 @@ def mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def postgres_pair(tmp_path_factory: pytest.TempPathFactory, mlflow_db: Path) -> Iterator[Pair]:
-    if not postgres_reachable():
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
+def pairs(tmp_path_factory: pytest.TempPathFactory, mlflow_db: Path) -> Iterator[dict[str, Pair]]:
+    """A pair on PostgreSQL (if it is reachable) and a pair on SQLite, for the whole module."""
+    found: dict[str, Pair] = {}
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"automatrix_control_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    pair = start_pair(
-        POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
-        tmp_path_factory.mktemp("control-pg"),
-        mlflow_db,
-    )
-    yield pair
-    stop_pair(pair)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        if postgres_reachable():
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+            store = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+            found["postgres"] = launch_pair(store, tmp_path_factory.mktemp("pg"), mlflow_db)
+        tmp = tmp_path_factory.mktemp("sqlite")
+        found["sqlite"] = launch_pair(f"sqlite:///{tmp / 'automatrix.db'}", tmp, mlflow_db)
+        wait_ready(list(found.values()))
+        yield found
+    finally:
+        for pair in found.values():
+            stop_pair(pair)
+        if "postgres" in found:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
-@pytest.fixture(scope="module")
-def sqlite_pair(tmp_path_factory: pytest.TempPathFactory, mlflow_db: Path) -> Iterator[Pair]:
-    tmp = tmp_path_factory.mktemp("control-sqlite")
-    pair = start_pair(f"sqlite:///{tmp / 'automatrix.db'}", tmp, mlflow_db)
-    yield pair
-    stop_pair(pair)
+@pytest.fixture
+def postgres_pair(pairs: dict[str, Pair]) -> Pair:
+    if "postgres" not in pairs:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
+    return pairs["postgres"]
+
+
+@pytest.fixture
+def sqlite_pair(pairs: dict[str, Pair]) -> Pair:
+    return pairs["sqlite"]
 
 
 STORES = [
