@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -31,3 +32,14 @@ def postgres_databases() -> Iterator[Callable[[str], str]]:
         for name in created:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One real `mlflow server` for the session, on a fresh PostgreSQL database, proxying its
+    artifacts to a folder of its own; its URL and that folder. Tests use models of their own."""
+    from tests.support.mlflow_server import fresh_database, mlflow_server
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with fresh_database("mlflow") as backend, mlflow_server(backend, root) as url:
+        yield url, root / "artifacts"

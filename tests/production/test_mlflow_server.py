@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,6 @@ from mlflow import MlflowClient
 
 from monitoring.neuroweaver.model import WEIGHTS_FILE
 from monitoring.samples import METRICS
-from tests.support.mlflow_server import fresh_database, mlflow_server
 from tests.support.models import SAMPLE, metric_rows
 from tests.support.net import free_port
 from tests.support.polling import wait_for
@@ -30,7 +28,16 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 AUTOMATRIX = str(Path(sys.executable).with_name("automatrix"))
 # What a host's environment could carry over from this test process; each host sets its own.
-INHERITED = ("DATABASE_URL", "OPTUNA_STORAGE", "MODEL_SAVE_PATH", "API_KEY", "ENVIRONMENT")
+# The session's MLflow server is shared with other tests: this one's model has a name of its own.
+MODEL = "neuroweaver-two-hosts"
+INHERITED = (
+    "MODEL_NAME",
+    "DATABASE_URL",
+    "OPTUNA_STORAGE",
+    "MODEL_SAVE_PATH",
+    "API_KEY",
+    "ENVIRONMENT",
+)
 
 
 def host_environment(home: Path, **values: str) -> dict[str, str]:
@@ -49,14 +56,6 @@ def host_environment(home: Path, **values: str) -> dict[str, str]:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         **values,
     }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The MLflow server's URL and the folder its artifacts go to (the server's own disk)."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    with fresh_database("mlflow") as backend, mlflow_server(backend, root) as url:
-        yield url, root / "artifacts"
 
 
 def write_labelled_rows(path: Path, n: int = 300) -> None:
@@ -79,6 +78,7 @@ def train_on_host(host: Path, tracking_uri: str, prefect_api_url: str) -> dict[s
         DATABASE_URL=f"sqlite:///{host / 'metrics.db'}",
         OPTUNA_STORAGE=f"sqlite:///{host / 'optuna.db'}",
         PREFECT_API_URL=prefect_api_url,
+        MODEL_NAME=MODEL,
     )
     command = [AUTOMATRIX, "train", "--data", "rows.json", "--trials", "1", "--max-epochs", "2"]
     done = subprocess.run(
@@ -90,11 +90,11 @@ def train_on_host(host: Path, tracking_uri: str, prefect_api_url: str) -> dict[s
 
 
 def test_train_and_serve_on_two_hosts_share_the_model_through_the_mlflow_server(
-    prefect_harness: None, server: tuple[str, Path], tmp_path: Path
+    prefect_harness: None, mlflow_server_url: tuple[str, Path], tmp_path: Path
 ) -> None:
     from prefect.settings import PREFECT_API_URL
 
-    url, destination = server
+    url, destination = mlflow_server_url
     trainer, api = tmp_path / "trainer", tmp_path / "api"
     trainer.mkdir()
     api.mkdir()
@@ -108,6 +108,7 @@ def test_train_and_serve_on_two_hosts_share_the_model_through_the_mlflow_server(
         MLFLOW_TRACKING_URI=url,
         DATABASE_URL=f"sqlite:///{api / 'metrics.db'}",
         MODEL_RELOAD_INTERVAL="600",
+        MODEL_NAME=MODEL,
     )
     with (api / "api.log").open("wb") as log:
         process = subprocess.Popen(
@@ -145,7 +146,7 @@ def test_train_and_serve_on_two_hosts_share_the_model_through_the_mlflow_server(
     for host in (trainer, api):
         cache = host / "mlruns" / "models"
         assert all(path.is_relative_to(cache) for path in host.rglob(WEIGHTS_FILE))
-        loaded = list((cache / "neuroweaver").glob(f"{version}-*"))
+        loaded = list((cache / MODEL).glob(f"{version}-*"))
         assert len(loaded) == 1 and list(loaded[0].rglob(WEIGHTS_FILE))
 
 
