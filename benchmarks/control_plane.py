@@ -12,6 +12,8 @@ SQLite file (the version poll, every RELAYCORE_CONTROL_POLL_S = 0.25 s):
   a third process on the same store with RELAYCORE_CONTROL_SHARED=false (no watching: the
   behaviour before the shared control plane), in twelve rounds in a rotating order, so that the
   machine's drift hits every side alike. A against B shows the noise between two equal processes.
+  Beside the latency, the API process's CPU time per message (from /proc), which the machine's
+  other load disturbs less.
 
     .venv/bin/python benchmarks/control_plane.py [--changes 100] [--messages 2000]
 """
@@ -28,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -127,6 +129,26 @@ def propagation_ms(a: httpx.Client, b: httpx.Client, changes: int) -> list[float
     return found
 
 
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process and its children (uvicorn workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in [pid, *children(pid)]:
+        with suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *children(int(child))]
+    return found
+
+
 def round_trips_ms(client: httpx.Client, n: int) -> list[float]:
     found = []
     for i in range(n):
@@ -161,11 +183,14 @@ def main() -> None:
         for process, base in (s for group in servers.values() for s in group):
             stack.callback(stop, process)
             wait_ready(f"{base}/health", process, timeout=300)
-        for label, ((_, a), (_, b), (_, off)) in servers.items():
-            report(label, a, b, off, args.changes, args.messages)
+        for label, group in servers.items():
+            report(label, group, args.changes, args.messages)
 
 
-def report(label: str, a: str, b: str, off: str, changes: int, messages: int) -> None:
+def report(
+    label: str, group: list[tuple[subprocess.Popen[bytes], str]], changes: int, messages: int
+) -> None:
+    (pa, a), (pb, b), (po, off) = group
     with (
         httpx.Client(base_url=a, timeout=10) as ca,
         httpx.Client(base_url=b, timeout=10) as cb,
@@ -176,20 +201,26 @@ def report(label: str, a: str, b: str, off: str, changes: int, messages: int) ->
             f"{label}: propagation over {changes} changes: median {statistics.median(spread):.1f} ms,"
             f" p99 {p(spread, 0.99):.1f} ms, max {max(spread):.1f} ms"
         )
-        sides = {"shared A": ca, "shared B": cb, "off": co}
+        sides = {"shared A": (ca, pa.pid), "shared B": (cb, pb.pid), "off": (co, po.pid)}
         times: dict[str, list[float]] = {name: [] for name in sides}
-        for client in sides.values():
+        cpu = dict.fromkeys(sides, 0.0)
+        for client, _ in sides.values():
             round_trips_ms(client, 100)  # warm each
         order = list(sides)
         for i in range(12):  # rounds in a rotating order, so that drift hits every side alike
             for name in order[i % 3 :] + order[: i % 3]:
-                times[name] += round_trips_ms(sides[name], messages // 12)
-        off = statistics.median(times["off"])
+                client, pid = sides[name]
+                before = cpu_s(pid)
+                times[name] += round_trips_ms(client, messages // 12)
+                cpu[name] += cpu_s(pid) - before
+        base = statistics.median(times["off"])
+        base_cpu = cpu["off"] / len(times["off"]) * 1000.0
         for name, found in times.items():
-            median = statistics.median(found)
+            median, per = statistics.median(found), cpu[name] / len(found) * 1000.0
             print(
                 f"{label}: message round trip, {name}: median {median:.2f} ms,"
-                f" p99 {p(found, 0.99):.2f} ms; ratio to off {median / off:.3f}"
+                f" p99 {p(found, 0.99):.2f} ms, API CPU {per:.3f} ms per message;"
+                f" ratio to off {median / base:.3f} (CPU {per / base_cpu:.3f})"
             )
 
 
