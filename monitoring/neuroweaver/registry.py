@@ -1,5 +1,6 @@
-"""The only door to the MLflow registry: register, resolve an alias, load and check a version,
-move an alias, list versions, the promotion decision and its typed evidence, alias webhooks.
+"""The only door to the MLflow registry: register, resolve an alias, load and check a version
+(through the local cache of loaded versions in MODEL_SAVE_PATH), move an alias, list versions,
+the promotion decision and its typed evidence, alias webhooks.
 
 Every MLflow error leaves as one of three: `NotFound` (no such model, version or alias),
 `RegistryUnreachable` (the registry failed or did not answer) or `ModelLoadError` (a version that

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 
 from flows.train import configure_mlflow
 from monitoring.config import Settings
@@ -45,6 +46,7 @@ def _register_small_model(settings: ServingSettings) -> str:
         return registry.register(model, NAME, x)
 
 
+@pytest.mark.slow  # one real registration: MLflow's log_model takes most of it
 def test_load_version_keeps_a_copy_in_model_save_path(settings: ServingSettings) -> None:
     version = _register_small_model(settings)
     first, _ = registry.load_version(NAME, version)
