@@ -1,4 +1,4 @@
-"""The `automatrix` command: up, ingest, train, serve, detect, forecast and scale-replay."""
+"""The `automatrix` command: up, ingest, train, serve, detect, forecast, scale-replay and fleet."""
 
 from __future__ import annotations
 
@@ -241,6 +241,54 @@ def scale_replay(
     except ReplayInputError as exc:
         _fail(str(exc))
     typer.echo(json.dumps(result))
+
+
+@app.command()
+def fleet(
+    services: Annotated[int, typer.Option(min=1, max=8, help="demo services")] = 2,
+    replicas: Annotated[int, typer.Option(min=1, max=10, help="replicas per service")] = 3,
+    rate: Annotated[
+        float, typer.Option(min=0.1, max=200, help="messages/s through RelayCore")
+    ] = 20.0,
+    chaos: Annotated[bool, typer.Option(help="a fault into one replica every interval")] = True,
+    chaos_interval: Annotated[
+        float, typer.Option(min=30, max=86400, help="seconds between chaos faults")
+    ] = 180.0,
+    chaos_fault: Annotated[float, typer.Option(min=5, help="seconds each fault lasts")] = 60.0,
+    duration: Annotated[
+        float | None, typer.Option(min=1, help="seconds to run; default: until Ctrl-C")
+    ] = None,
+    api_url: Annotated[str | None, typer.Option(help="default http://127.0.0.1:API_PORT")] = None,
+    base_port: Annotated[
+        int | None, typer.Option(min=1024, max=65000, help="first port; default: free ports")
+    ] = None,
+    targets_file: Annotated[
+        Path | None, typer.Option(help="write Prometheus file_sd targets here")
+    ] = None,
+) -> None:
+    """Start the demo fleet against a running API: replicas in RelayCore, load and chaos."""
+    from serving.fleet.chaos import ChaosConfig
+    from serving.fleet.runner import FleetFailed, FleetOptions, start_fleet
+
+    settings = load_settings()
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    try:
+        options = FleetOptions(
+            api_url=api_url or f"http://127.0.0.1:{settings.api_port}",
+            api_key=key,
+            services=services,
+            replicas=replicas,
+            rate=rate,
+            duration_s=duration,
+            chaos=ChaosConfig(interval_s=chaos_interval, fault_s=chaos_fault) if chaos else None,
+            base_port=base_port,
+            targets_file=targets_file,
+        )
+        start_fleet(options)
+    except ValueError as exc:
+        _fail(str(exc))
+    except FleetFailed as exc:
+        _fail(str(exc), code=1)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
