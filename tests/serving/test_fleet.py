@@ -261,3 +261,22 @@ def test_run_load_through_relaycore_keeps_to_its_rate(fleet: tuple[Fleet, Any]) 
     assert report.sent == 60 and report.skipped == 0  # 40/s for 1.5 s, never more
     assert report.statuses == {200: 60}
     assert took >= 1.45
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--api-url", "http://10.0.0.1:8000"], "not on 127.0.0.1"),
+        (["--chaos-interval", "60", "--chaos-fault", "90"], "less than the interval"),
+    ],
+)
+def test_run_fleet_command_out_of_bounds_exits_2_with_the_reason(
+    args: list[str], said: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.cli.commands", "fleet", "--duration", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and said in done.stderr
