@@ -265,6 +265,9 @@ def fleet(
     targets_file: Annotated[
         Path | None, typer.Option(help="write Prometheus file_sd targets here")
     ] = None,
+    scale_port: Annotated[
+        int | None, typer.Option(help="serve the scaling webhook at 127.0.0.1:PORT/scale")
+    ] = None,
 ) -> None:
     """Start the demo fleet against a running API: replicas in RelayCore, load and chaos."""
     from serving.fleet.chaos import ChaosConfig
@@ -283,6 +286,7 @@ def fleet(
             chaos=ChaosConfig(interval_s=chaos_interval, fault_s=chaos_fault) if chaos else None,
             base_port=base_port,
             targets_file=targets_file,
+            scale_port=scale_port,
         )
         start_fleet(options)
     except ValueError as exc:

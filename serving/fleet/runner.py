@@ -33,6 +33,7 @@ from serving.fleet.plan import (
     require_loopback,
 )
 from serving.fleet.relay import RelayRegistry, api_client
+from serving.fleet.scaler import FleetScaler, webhook_app
 
 WATCH_S = 1.0
 __all__ = ["FleetFailed", "FleetOptions", "fleet_command", "start_fleet"]
@@ -51,6 +52,7 @@ class FleetOptions:
     base_port: int | None = None  # None: free ports
     targets_file: Path | None = None  # Prometheus file_sd targets, rewritten on each change
     seed: int | None = None
+    scale_port: int | None = None  # POST 127.0.0.1:PORT/scale: the scaling webhook's receiver
 
 
 def fleet_command(
@@ -104,6 +106,9 @@ async def _drive(fleet: Fleet, options: FleetOptions, out: Say) -> dict[str, Any
             schedule = ChaosSchedule(options.chaos, random.Random(options.seed), time.monotonic())
             out(f"chaos: one fault every {options.chaos.interval_s:g} s (--no-chaos: none)")
             watchers.append(asyncio.create_task(_chaos(fleet, schedule, stop, out)))
+        if options.scale_port is not None:
+            watchers.append(asyncio.create_task(_scale_webhook(fleet, options.scale_port, stop)))
+            out(f"scaling webhook: POST http://127.0.0.1:{options.scale_port}/scale")
         report = await run_load(client, config, stop)
         stop.set()
         await asyncio.gather(*watchers)
@@ -132,6 +137,19 @@ async def _watch(fleet: Fleet, stop: asyncio.Event, out: Say) -> None:
             if spec.name not in told:
                 told.add(spec.name)
                 out(f"{spec.name} exited; RelayCore's breaker and healing see it as down")
+
+
+async def _scale_webhook(fleet: Fleet, port: int, stop: asyncio.Event) -> None:
+    import uvicorn
+
+    app = webhook_app(FleetScaler(fleet))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # SIGINT and SIGTERM are the runner's (they set `stop`); uvicorn must not take them over.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    serving = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await serving
 
 
 async def _stopped(stop: asyncio.Event, seconds: float) -> bool:

@@ -7,7 +7,14 @@ with the highest indexes first, each unregistered before it stops.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import threading
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from monitoring.healing.scaler import ScaleResult
 from serving.fleet.fleet import Fleet
@@ -49,3 +56,21 @@ class FleetScaler:
         while (found := self.fleet.replicas(service)) and len(found) > wanted:
             highest = max(found, key=lambda s: int(s.name.rsplit("-", 1)[1]))
             self.fleet.remove(highest.name)
+
+
+def webhook_app(scaler: FleetScaler) -> Starlette:
+    """`POST /scale` taking the scaling webhook's body (monitoring.healing.executors), so that the
+    healing's existing webhook executor scales the demo fleet from another process: 200 with the
+    result, 409 when the fleet could not, 422 for a body without `service` and
+    `desired_replicas`."""
+
+    async def scale(request: Request) -> Response:
+        try:
+            body = await request.json()
+            service, desired = str(body["service"]), int(body["desired_replicas"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"detail": f"body: {type(exc).__name__}: {exc}"}, status_code=422)
+        result = await asyncio.to_thread(scaler.scale, service, desired)
+        return JSONResponse(dataclasses.asdict(result), status_code=200 if result.ok else 409)
+
+    return Starlette(routes=[Route("/scale", scale, methods=["POST"])])

@@ -280,3 +280,41 @@ def test_run_fleet_command_out_of_bounds_exits_2_with_the_reason(
         timeout=60,
     )
     assert done.returncode == 2 and said in done.stderr
+
+
+def test_scale_fleet_through_the_scaling_webhook_executor() -> None:
+    import threading
+    from datetime import UTC, datetime
+
+    import uvicorn
+
+    from monitoring.healing.actions import Action, ActionKind
+    from monitoring.healing.executors import scaling_webhook
+    from serving.fleet.scaler import webhook_app
+
+    running = Fleet(None)
+    running.start(plan_fleet(1, 1, free_ports(1)))
+    port = free_ports(1)[0]
+    server = uvicorn.Server(
+        uvicorn.Config(webhook_app(FleetScaler(running)), port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 15)
+        action = Action(
+            id="a1",
+            kind=ActionKind.SCALING_WEBHOOK,
+            service="checkout",
+            target="checkout",
+            reason="test",
+            created_at=datetime.now(UTC),
+            params={"url": f"http://127.0.0.1:{port}/scale", "current": 1, "desired": 2},
+        )
+        result = scaling_webhook(action)
+        assert result.ok, result.detail
+        assert [s.name for s in running.replicas("checkout")] == ["checkout-0", "checkout-1"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        running.stop()
