@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 import httpx
 from sqlalchemy.engine import make_url
 
+from serving.cli import ports
+from serving.cli.flowruns import cancel_in_flight
+from serving.cli.supervisor import Supervisor, say
+from serving.cli.supervisor import run as supervise
 from serving.neuroweaver.signatures import MLFLOW_LOCAL_WEBHOOKS, WEBHOOK_PATH
 from serving.settings import ServingSettings
 
@@ -29,42 +30,6 @@ SEED_TRAININGS = (
     ("first training", TRAINING_DEPLOYMENTS[0], SEED_TRAINING),
     ("first capacity forecaster", TRAINING_DEPLOYMENTS[1], SEED_CAPACITY),
 )
-
-
-@dataclass
-class Supervisor:
-    """Starts child processes in their own process groups and stops them all on exit."""
-
-    env: dict[str, str]
-    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def start(self, name: str, command: Sequence[str]) -> None:
-        print(f"[automatrix] starting {name}: {' '.join(command)}", flush=True)
-        process = subprocess.Popen(list(command), env=self.env, start_new_session=True)
-        self.children.append((name, process))
-
-    def check(self) -> None:
-        for name, process in self.children:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {process.returncode}")
-
-    def stop(self, grace: float = 15.0) -> None:
-        for name, process in reversed(self.children):
-            if process.poll() is None:
-                print(f"[automatrix] stopping {name}", flush=True)
-                _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for _, process in self.children:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
 
 
 def wait_for(url: str, timeout: float, supervisor: Supervisor) -> None:
@@ -158,7 +123,30 @@ def seed_if_empty(settings: ServingSettings) -> None:
 
 
 def run_platform(settings: ServingSettings, seed: bool = True) -> None:
-    """Blocks until Ctrl-C or a child's death, then stops everything it started."""
+    """Blocks until Ctrl-C, SIGTERM or a child that keeps crashing, then stops everything it
+    started. Exits 2 before starting anything when a port is taken, 1 after giving up."""
+    refuse_taken_ports(settings)
+    env = _child_env(settings)
+    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
+    supervisor = Supervisor(env)
+    prefect_up = False
+
+    def start() -> None:
+        nonlocal prefect_up
+        _start_prefect(settings, supervisor)
+        prefect_up = True
+        _start_the_rest(settings, env, supervisor, seed)
+
+    def before_stop() -> None:
+        if prefect_up:  # the runs can be cancelled only while the server answers
+            _cancel_quietly()
+
+    status = supervise(supervisor, start, before_stop)
+    if status:
+        raise SystemExit(status)
+
+
+def _child_env(settings: ServingSettings) -> dict[str, str]:
     api_url = f"http://{settings.host}:{settings.prefect_port}/api"
     env = {
         **os.environ,
@@ -171,44 +159,52 @@ def run_platform(settings: ServingSettings, seed: bool = True) -> None:
         **MLFLOW_LOCAL_WEBHOOKS,
         "MLFLOW_WEBHOOK_SECRET": _webhook_secret(settings),
     }
-    os.environ["PREFECT_API_URL"] = api_url
     # The Prefect server's own database lives with the project's data unless told otherwise.
     env.setdefault("PREFECT_HOME", str(Path("data/prefect").resolve()))
-    supervisor = Supervisor(env)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    return env
+
+
+def refuse_taken_ports(settings: ServingSettings) -> None:
+    """Exits 2, one line per port, before anything starts when a port `up` needs is taken."""
+    wanted = {"PREFECT_PORT": settings.prefect_port, "MLFLOW_PORT": settings.mlflow_port}
+    if importlib.util.find_spec("fastapi") is not None:  # the API is started only when installed
+        wanted["API_PORT"] = settings.api_port
+    problems = ports.taken(settings.host, wanted)
+    for line in problems:
+        say(line)
+    if problems:
+        raise SystemExit(2)
+
+
+def _start_prefect(settings: ServingSettings, supervisor: Supervisor) -> None:
+    command = ["server", "start", "--host", settings.host, "--port", str(settings.prefect_port)]
+    supervisor.start("prefect server", [_bin("prefect"), *command])
+    wait_for(f"http://{settings.host}:{settings.prefect_port}/api/health", 180, supervisor)
+
+
+def _start_the_rest(
+    settings: ServingSettings, env: dict[str, str], supervisor: Supervisor, seed: bool
+) -> None:
+    supervisor.start("mlflow ui", _mlflow_command(settings))
+    deploy(env)
+    set_training_schedules(active=settings.enable_ml_training)
+    supervisor.start("prefect worker", [_bin("prefect"), "worker", "start", "--pool", WORK_POOL])
+    if _api_available():
+        supervisor.start("api", [_bin("automatrix"), "serve"])
+        _connect_webhook(settings, env["MLFLOW_WEBHOOK_SECRET"], supervisor)
+    if seed and settings.enable_ml_training:
+        seed_if_empty(settings)
+    _announce(settings)
+
+
+def _cancel_quietly() -> None:
     try:
-        supervisor.start(
-            "prefect server",
-            [
-                _bin("prefect"),
-                "server",
-                "start",
-                "--host",
-                settings.host,
-                "--port",
-                str(settings.prefect_port),
-            ],
-        )
-        wait_for(f"{api_url}/health", 180, supervisor)
-        supervisor.start("mlflow ui", _mlflow_command(settings))
-        deploy(env)
-        set_training_schedules(active=settings.enable_ml_training)
-        supervisor.start(
-            "prefect worker", [_bin("prefect"), "worker", "start", "--pool", WORK_POOL]
-        )
-        if _api_available():
-            supervisor.start("api", [_bin("automatrix"), "serve"])
-            _connect_webhook(settings, env["MLFLOW_WEBHOOK_SECRET"], supervisor)
-        if seed and settings.enable_ml_training:
-            seed_if_empty(settings)
-        _announce(settings)
-        while True:
-            supervisor.check()
-            time.sleep(2)
-    except KeyboardInterrupt:
-        print("\n[automatrix] Ctrl-C: stopping", flush=True)
-    finally:
-        supervisor.stop()
+        cancelled = cancel_in_flight(WORK_POOL)
+    except Exception as exc:  # the stop goes on: the children must not outlive `up`
+        say(f"could not cancel the flow runs ({exc})")
+        return
+    if cancelled:
+        say(f"cancelled {len(cancelled)} flow run(s): {', '.join(cancelled)}")
 
 
 def _webhook_secret(settings: ServingSettings) -> str:
