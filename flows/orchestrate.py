@@ -14,9 +14,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.relaycore_client import http_endpoints, relaycore_executors
+from monitoring.alerts.pipeline import registry_promoted
 from monitoring.assess.capacity_model import FittedForecaster
 from monitoring.assess.insights import Assessment, Predictor
-from monitoring.config import get_orchestrator_settings, get_settings
+from monitoring.config import get_alert_settings, get_orchestrator_settings, get_settings
 from monitoring.healing.actions import Mode
 from monitoring.healing.executors import base_executors
 from monitoring.healing.policy import ModelHealth
@@ -35,6 +36,8 @@ def _context(
         predictor=predictor,
         model=model,
         executors={**base_executors(config), **relaycore_executors(config, key)},
+        alerting=get_alert_settings(),
+        promoted_of=registry_promoted(settings.model_name),
     )
     if config.orchestrator_api_url:
         context.endpoints = http_endpoints(config)
@@ -117,6 +120,26 @@ def heal(
     ]
 
 
+# Retried once for the store; a sink that is down is recorded and retried on the next run.
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def alert(
+    assessments: list[Assessment], model: ModelHealth | None, now: datetime
+) -> dict[str, Any]:
+    """Raises the alerts of this run and delivers what is due, retries included."""
+    import mlflow
+
+    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)  # for the promotion decisions
+    report = orchestrator.alert(_context(model=model), assessments, now)
+    deliveries = [] if report is None else report.deliveries
+    for d in deliveries:
+        if d.error:
+            get_run_logger().warning("alerts to %s not delivered: %s", d.sink, d.error)
+    return {
+        "queued": 0 if report is None else report.queued,
+        "deliveries": [{"sink": d.sink, "sent": d.sent, "error": d.error} for d in deliveries],
+    }
+
+
 @flow(name="ai-orchestrate", log_prints=True)
 def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) -> dict[str, Any]:
     """Detect, assess and heal over the metric store; healing follows HEALING_MODE unless `mode`."""
@@ -129,6 +152,7 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
     forecaster = load_forecaster()
     assessments = [assess(s, now, predictor, forecaster) for s in services]
     actions = heal(assessments, model, mode)
+    alerts = alert(assessments, model, now)
     for a in actions:
         logger.info("action %s %s for %s: %s", a["id"], a["kind"], a["service"], a["state"])
     logger.info("%d services, %d new anomalies, %d actions", len(services), len(new), len(actions))
@@ -139,4 +163,5 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
         "new_anomalies": new,
         "risks": {a.service: None if a.risk is None else a.risk.risk for a in assessments},
         "actions": actions,
+        "alerts": alerts,
     }

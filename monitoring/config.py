@@ -168,3 +168,29 @@ class OrchestratorSettings(BaseSettings):
 def get_orchestrator_settings() -> OrchestratorSettings:
     """The orchestrator's settings, read once; `reset()` forgets them."""
     return OrchestratorSettings()
+
+
+class AlertSettings(BaseSettings):
+    """Where alerts go and how hard delivery tries (docs/alerts.md); no sink: recorded only."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # Alertmanager's base URL; alerts are POSTed to {ALERTMANAGER_URL}/api/v2/alerts.
+    alertmanager_url: str | None = None
+    # Any URL that takes a JSON POST: {"version": "1", "alerts": [...]}.
+    alert_webhook_url: str | None = None
+    alert_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # A failed delivery waits initial * 2^(attempts - 1) seconds, at most max, then is retried.
+    alert_retry_initial_s: float = Field(default=30.0, gt=0)
+    alert_retry_max_s: float = Field(default=900.0, gt=0)
+    # A firing alert is re-sent to Alertmanager this often (its endsAt lease is three times it).
+    alert_resend_minutes: float = Field(default=5.0, gt=0)
+    # How long an event (a healing action, a training) stays an active alert.
+    alert_event_minutes: float = Field(default=60.0, gt=0)
+    alert_risk_threshold: float = Field(default=0.8, gt=0, le=1)
+
+
+@cached
+def get_alert_settings() -> AlertSettings:
+    """The alert settings, read once; `reset()` forgets them."""
+    return AlertSettings()

@@ -40,7 +40,7 @@ from serving.neuroweaver import api as neuroweaver
 from serving.neuroweaver import models, predict, webhooks
 from serving.neuroweaver import versions as registry
 from serving.neuroweaver.batching import MicroBatcher
-from serving.orchestrator import forecaster
+from serving.orchestrator import alerts, forecaster
 from serving.orchestrator.api import router as orchestrator_router
 from serving.relaycore.api import router as relaycore_router
 from serving.settings import ServingSettings, get_settings
@@ -58,6 +58,7 @@ ROUTERS = [
     dashboard.router,
     relaycore_router,
     orchestrator_router,
+    alerts.router,
 ]
 FIRST_LOAD_TIMEOUT_S = 60.0
 

@@ -17,10 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from monitoring.alerts import pipeline as alert_pipeline
+from monitoring.alerts.delivery import Post, http_post
 from monitoring.anomaly.tracking import Episode, TrackingConfig, track
 from monitoring.assess.capacity_model import FittedForecaster
 from monitoring.assess.insights import Assessment, OpenAnomaly, Predictor, assess
-from monitoring.config import OrchestratorSettings
+from monitoring.config import AlertSettings, OrchestratorSettings, get_settings
 from monitoring.healing.actions import Action, ActionKind, ActionResult, ActionState, Executor, Mode
 from monitoring.healing.engine import HealingEngine
 from monitoring.healing.policy import EndpointHealth, HealingInputs, ModelHealth
@@ -54,6 +56,10 @@ class OrchestratorContext:
     executors: Mapping[ActionKind, Executor] = field(default_factory=dict)
     publish: Publish = lambda _type, _payload: None
     clock: Callable[[], datetime] = utcnow
+    # None: no alerts are raised (docs/alerts.md); `promoted_of` reads a training's decision.
+    alerting: AlertSettings | None = None
+    promoted_of: alert_pipeline.PromotedOf | None = None
+    alert_post: Post = http_post
 
     def repository(self) -> SqlActionRepository:
         return SqlActionRepository(self.engine)
@@ -75,6 +81,7 @@ class CycleReport:
     new_anomalies: list[dict[str, Any]]
     assessments: list[Assessment]
     actions: list[Action]
+    alerts: alert_pipeline.AlertReport | None = None
 
 
 def describe_anomaly(row: AnomalyRow) -> dict[str, Any]:
@@ -241,7 +248,27 @@ def run_cycle(
         for s in services
     ]
     actions = heal(ctx, assessments, mode, started_by)
-    return CycleReport(now, mode, new, assessments, actions)
+    report = CycleReport(now, mode, new, assessments, actions)
+    report.alerts = alert(ctx, assessments, now)
+    return report
+
+
+def alert(
+    ctx: OrchestratorContext, assessments: Sequence[Assessment], now: datetime
+) -> alert_pipeline.AlertReport | None:
+    """Raises, records and delivers the alerts; a sink that is down is recorded, never raised."""
+    if ctx.alerting is None:
+        return None
+    inputs = alert_pipeline.AlertInputs(
+        assessments=assessments,
+        model=ctx.model,
+        model_name=get_settings().model_name,
+        model_error_ratio=ctx.settings.healing_policy().model_error_ratio,
+        risk_horizon_minutes=ctx.settings.risk_horizon_minutes,
+        base_url=ctx.settings.orchestrator_api_url,
+        promoted_of=ctx.promoted_of,
+    )
+    return alert_pipeline.run(ctx.engine, inputs, ctx.alerting, now, ctx.alert_post)
 
 
 def drained_endpoints(repository: SqlActionRepository, service: str) -> dict[str, Action]:

@@ -209,3 +209,37 @@ class RelayControlRow(Base):
     adaptive_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     last_optimization: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRow(Base):
+    """One alert by its fingerprint (a digest of its labels): firing while `ends_at` is None or
+    ahead, resolved once it has passed. `key` names the condition it is about."""
+
+    __tablename__ = "alerts"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(500), index=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSON)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    generator_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertDeliveryRow(Base):
+    """Where one alert's delivery to one sink stands: pending, delivered or failed (retried at
+    `next_attempt_at`); `attempts` counts the tries since the alert last changed."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_due", "sink", "state", "next_attempt_at"),)
+
+    fingerprint: Mapped[str] = mapped_column(ForeignKey("alerts.fingerprint"), primary_key=True)
+    sink: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
