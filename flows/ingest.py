@@ -1,21 +1,43 @@
-"""The ingestion flow: fetch a window of samples from a source, validate them, upsert them."""
+"""The ingestion flow: fetch a window of samples from a source, validate them, upsert them.
+
+With no `source`, the settings choose (`Settings.scheduled_source`): the simulator only where
+neither PROMETHEUS_URL nor SCRAPE_TARGETS nor INGEST_SOURCE is set. What a source could not
+give (a query that returned nothing, an unreachable Prometheus chunk or scrape target) is in the
+result's `missing`, by name; nothing is ever stored in its place.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
 from monitoring.config import get_settings
-from monitoring.sources import csv_files, prometheus, simulator
-from monitoring.store import ingestion
+from monitoring.sources import csv_files, mapping, prometheus, scrape, simulator
+from monitoring.sources.replicas import ReplicaSample, per_service
+from monitoring.store import control, ingestion
 from monitoring.store.engine import open_store
 
-Source = Literal["simulator", "prometheus", "csv"]
+Source = Literal["simulator", "prometheus", "csv", "scrape"]
 DEFAULT_BACKFILL = timedelta(days=3)
+BACKOFF_S: list[float] = [1.0, 2.0, 4.0]  # between the retries of a call to Prometheus or a target
+TIMEOUT_S = 30
+
+
+@dataclass
+class Outcome:
+    start: datetime
+    end: datetime
+    reports: list[ingestion.IngestReport] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    replicas: set[tuple[str, str]] = field(default_factory=set)
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -36,15 +58,11 @@ def resolve_window(
 
 
 @task(retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def fetch(
-    source: Source, start: datetime, end: datetime, csv_path: str | None, prometheus_url: str
-) -> list[Any]:
+def fetch(source: Source, start: datetime, end: datetime, csv_path: str | None) -> list[Any]:
     if source == "simulator":
         window = simulator.simulate(start, end)
         ingestion.store_incidents(open_store(get_settings().database_url), window.incidents)
         return list(window.samples)
-    if source == "prometheus":
-        return prometheus.fetch(prometheus_url, start, end)
     if csv_path is None:
         raise ValueError("source=csv needs csv_path")
     return csv_files.read_csv(Path(csv_path))
@@ -60,27 +78,173 @@ def record(source: Source, start: datetime, end: datetime, report: ingestion.Ing
     ingestion.record_run(open_store(get_settings().database_url), source, start, end, report)
 
 
+@task(retries=len(BACKOFF_S), retry_delay_seconds=BACKOFF_S, cache_policy=NO_CACHE)
+def check_queries(url: str, rules: mapping.Mapping) -> list[str]:
+    with httpx.Client(timeout=TIMEOUT_S) as client:
+        return prometheus.check_queries(url, rules, client)
+
+
+@task(retries=len(BACKOFF_S), retry_delay_seconds=BACKOFF_S, cache_policy=NO_CACHE)
+def fetch_chunk(
+    url: str, rules: mapping.Mapping, first: datetime, last: datetime, step: timedelta
+) -> prometheus.RangeResult:
+    with httpx.Client(timeout=TIMEOUT_S) as client:
+        return prometheus.fetch_range(url, rules, first, last, step, client)
+
+
+@task(cache_policy=NO_CACHE)
+def explain_empty(
+    url: str, rules: mapping.Mapping, metric: str, first: datetime, last: datetime, step: timedelta
+) -> str:
+    """Why a metric's query returned nothing: the metric names it selects that are absent."""
+    with httpx.Client(timeout=TIMEOUT_S) as client:
+        absent = prometheus.absent_metrics(url, rules.query(metric, step), first, last, client)
+    why = f"Prometheus has no {', '.join(absent)}" if absent else "its series matched nothing"
+    return f"{metric}: the query ({rules.where(metric)}) returned no series: {why}"
+
+
+@task(retries=len(BACKOFF_S), retry_delay_seconds=BACKOFF_S, cache_policy=NO_CACHE)
+def scrape_target(target: scrape.Target) -> scrape.Counters:
+    with httpx.Client(timeout=TIMEOUT_S) as client:
+        return scrape.scrape(target, client, datetime.now(UTC))
+
+
+def _ingest_prometheus(
+    url: str, rules: mapping.Mapping, window: tuple[datetime, datetime], step: timedelta
+) -> Outcome:
+    """Each chunk is fetched (retried with backoff) and stored on its own, so a long backfill
+    holds one chunk in memory and an unreachable chunk costs only itself. The window recorded
+    for the next run ends where the first failed chunk starts."""
+    problems = check_queries(url, rules)
+    if problems:
+        raise mapping.MappingError("\n".join(problems))
+    outcome = Outcome(window[0], window[0])
+    explained: set[str] = set()
+    failed = False
+    for first, last in prometheus.chunks(*window, step):
+        state = fetch_chunk(url, rules, first, last, step, return_state=True)
+        if state.is_failed():
+            failed = True
+            outcome.missing.append(f"{first.isoformat()} to {last.isoformat()}: {state.message}")
+            continue
+        result: prometheus.RangeResult = state.result()
+        for metric in sorted(set(result.empty) - explained):
+            outcome.missing.append(explain_empty(url, rules, metric, first, last, step))
+            explained.add(metric)
+        outcome.missing.extend(result.problems)
+        _store_readings(outcome, result.readings)
+        outcome.end = outcome.end if failed else last
+    outcome.end = outcome.end if failed else window[1]
+    return outcome
+
+
+def _store_readings(outcome: Outcome, readings: list[ReplicaSample]) -> None:
+    # The store keys samples by service alone for now: replicas are combined per service.
+    outcome.reports.append(store(per_service(readings)))
+    outcome.replicas.update((r.service, r.replica) for r in readings)
+
+
+def _ingest_scrape(interval_s: float, memory_limit_bytes: float) -> Outcome:
+    """Every target twice, `interval_s` apart, each scrape retried with backoff; a target that
+    fails either scrape is reported and the others are stored."""
+    targets = _scrape_targets()
+    started = datetime.now(UTC)
+    outcome = Outcome(started, started)
+    if not targets:
+        outcome.missing.append("no scrape target: set SCRAPE_TARGETS or register endpoints")
+        return outcome
+    before = _scrape_all(targets, outcome.missing)
+    time.sleep(interval_s)
+    stamp = datetime.now(UTC).replace(microsecond=0)
+    after = _scrape_all([t for t in targets if t in before], outcome.missing)
+    readings = []
+    for target, counters in after.items():
+        try:
+            readings.append(
+                scrape.rates(target, before[target], counters, memory_limit_bytes, stamp)
+            )
+        except scrape.ScrapeError as exc:
+            outcome.missing.append(str(exc))
+    _store_readings(outcome, readings)
+    outcome.end = stamp
+    return outcome
+
+
+def _scrape_targets() -> list[scrape.Target]:
+    settings = get_settings()
+    if settings.scrape_targets:
+        return scrape.targets_from_settings(settings.scrape_targets)
+    endpoints = control.desired(open_store(settings.database_url)).endpoints
+    return scrape.targets_from_endpoints((e.name, e.url, e.service) for e in endpoints)
+
+
+def _scrape_all(
+    targets: list[scrape.Target], missing: list[str]
+) -> dict[scrape.Target, scrape.Counters]:
+    futures: list[PrefectFuture[scrape.Counters]] = [scrape_target.submit(t) for t in targets]
+    read = {}
+    for target, future in zip(targets, futures, strict=True):
+        future.wait()
+        if future.state.is_failed():
+            missing.append(f"{target.service} {target.replica}: {future.state.message}")
+        else:
+            read[target] = future.result()
+    return read
+
+
 @flow(name="metrics-ingest", log_prints=True)
 def ingest_flow(
-    source: Source = "simulator",
+    source: Source | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     csv_path: str | None = None,
-    prometheus_url: str = "http://127.0.0.1:9090",
+    prometheus_url: str | None = None,
+    mapping_path: str | None = None,
+    step_s: int = 60,
 ) -> dict[str, Any]:
-    """Ingest one window from `source`; with no `start`, continue from the last run."""
+    """Ingest one window from `source` (default: the one the settings name); with no `start`,
+    continue from the last run. `scrape` reads the present, so it takes no window."""
     logger = get_run_logger()
-    window_start, window_end = resolve_window(source, start, end)
-    report = store(fetch(source, window_start, window_end, csv_path, prometheus_url))
-    record(source, window_start, window_end, report)
+    settings = get_settings()
+    chosen: Source = source or settings.scheduled_source()  # type: ignore[assignment]
+    if chosen == "scrape":
+        if start is not None or end is not None:
+            raise ValueError("source=scrape reads the targets now; it takes no start or end")
+        rules = mapping.load(Path(mapping_path) if mapping_path else settings.prometheus_mapping)
+        outcome = _ingest_scrape(settings.scrape_interval_s, rules.memory_limit_bytes)
+    elif chosen == "prometheus":
+        url = prometheus_url or settings.prometheus_url
+        if not url:
+            raise ValueError("source=prometheus needs PROMETHEUS_URL or prometheus_url")
+        rules = mapping.load(Path(mapping_path) if mapping_path else settings.prometheus_mapping)
+        window = resolve_window(chosen, start, end)
+        outcome = _ingest_prometheus(url, rules, window, timedelta(seconds=step_s))
+    else:
+        window = resolve_window(chosen, start, end)
+        outcome = Outcome(*window, [store(fetch(chosen, *window, csv_path))])
+    return _finish(chosen, outcome, logger)
+
+
+def _finish(source: Source, outcome: Outcome, logger: Any) -> dict[str, Any]:
+    report = ingestion.IngestReport(
+        accepted=sum(r.accepted for r in outcome.reports),
+        rejected=sum(r.rejected for r in outcome.reports),
+        reasons=[reason for r in outcome.reports for reason in r.reasons],
+    )
+    if outcome.end > outcome.start or source == "scrape":
+        record(source, outcome.start, outcome.end, report)
     for reason in report.reasons[:20]:
         logger.warning("rejected %s", reason)
+    for what in outcome.missing:
+        logger.warning("missing: %s", what)
     logger.info("ingested %d samples, rejected %d", report.accepted, report.rejected)
     return {
         "source": source,
-        "start": window_start.isoformat(),
-        "end": window_end.isoformat(),
+        "start": outcome.start.isoformat(),
+        "end": outcome.end.isoformat(),
         "accepted": report.accepted,
         "rejected": report.rejected,
         "reasons": report.reasons[:100],
+        "missing": outcome.missing,
+        "replicas": len(outcome.replicas),
     }

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     enable_ml_training: bool = True
     # Required on every mutating API call when set; the flows send it when they call the API.
     api_key: SecretStr | None = None
+    # Ingestion (docs/prometheus.md). No INGEST_SOURCE: prometheus when PROMETHEUS_URL is set,
+    # scrape when SCRAPE_TARGETS is, else the simulator. No mapping: deploy/prometheus-mapping.yaml.
+    ingest_source: Literal["simulator", "prometheus", "scrape"] | None = None
+    prometheus_url: str | None = None
+    prometheus_mapping: Path | None = None
+    # JSON, as Prometheus' static_configs: {"service": ["http://host:port", ...]}.
+    scrape_targets: dict[str, list[str]] = Field(default_factory=dict)
+    scrape_interval_s: float = Field(default=15.0, gt=0, le=300)
 
     @field_validator("database_url", "optuna_storage")
     @classmethod
@@ -87,6 +95,14 @@ class Settings(BaseSettings):
                 "expected a URI such as sqlite:///mlruns/mlflow.db or http://host:5000"
             )
         return value
+
+    def scheduled_source(self) -> str:
+        """The source a run without one reads: the simulator only where nothing else is set."""
+        if self.ingest_source is not None:
+            return self.ingest_source
+        if self.prometheus_url:
+            return "prometheus"
+        return "scrape" if self.scrape_targets else "simulator"
 
     def artifact_root(self) -> str | None:
         """Where new experiments keep their artifacts when this process opens MLflow's database

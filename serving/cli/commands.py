@@ -41,7 +41,10 @@ def up(
 
 @app.command()
 def ingest(
-    source: Annotated[str, typer.Option(help="simulator, prometheus or csv")] = "simulator",
+    source: Annotated[
+        str | None,
+        typer.Option(help="simulator, prometheus, csv or scrape; default: INGEST_SOURCE's choice"),
+    ] = None,
     start: Annotated[
         datetime | None, typer.Option(help="window start (UTC); default: since the last run")
     ] = None,
@@ -50,25 +53,56 @@ def ingest(
         Path | None, typer.Option("--csv", help="CSV file for --source csv")
     ] = None,
     prometheus_url: Annotated[
-        str, typer.Option(help="Prometheus base URL")
-    ] = "http://127.0.0.1:9090",
+        str | None, typer.Option(help="Prometheus base URL; default: PROMETHEUS_URL")
+    ] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="PromQL mapping file; default: PROMETHEUS_MAPPING")
+    ] = None,
+    step: Annotated[int, typer.Option(min=1, help="seconds between Prometheus points")] = 60,
 ) -> None:
     """Run the ingestion flow once; a start and end backfill that window."""
-    load_settings()
-    if source not in ("simulator", "prometheus", "csv"):
-        _fail(f"--source must be simulator, prometheus or csv, not {source!r}")
+    settings = load_settings()
+    chosen = source or settings.scheduled_source()
+    if chosen not in ("simulator", "prometheus", "csv", "scrape"):
+        _fail(
+            f"--source must be simulator, prometheus or csv (a window), or scrape (now), not {chosen!r}"
+        )
+    url = prometheus_url or settings.prometheus_url or "http://127.0.0.1:9090"
+    if chosen == "prometheus":
+        _check_mapping(url, mapping or settings.prometheus_mapping)
     from flows.ingest import ingest_flow
 
     result = _run(
         lambda: ingest_flow(
-            source=cast(Any, source),
+            source=cast(Any, chosen),
             start=_utc(start),
             end=_utc(end),
             csv_path=str(csv_path) if csv_path else None,
-            prometheus_url=prometheus_url,
+            prometheus_url=url,
+            mapping_path=str(mapping) if mapping else None,
+            step_s=step,
         )
     )
     typer.echo(json.dumps(result, indent=2))
+
+
+def _check_mapping(url: str, path: Path | None) -> None:
+    """A bad mapping file exits 2 with each problem as `file:line: ...`; the PromQL is parsed
+    by the Prometheus server (its query endpoint). An unreachable server is the flow's to retry."""
+    import httpx
+
+    from monitoring.sources import mapping, prometheus
+
+    try:
+        rules = mapping.load(path)
+        with httpx.Client(timeout=30) as client:
+            problems = prometheus.check_queries(url, rules, client)
+    except mapping.MappingError as exc:
+        _fail(str(exc))
+    except prometheus.PrometheusError:
+        return
+    if problems:
+        _fail("\n".join(problems))
 
 
 MODELS = ("neuroweaver", "capacity-forecaster")

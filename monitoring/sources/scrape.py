@@ -1,0 +1,153 @@
+"""The embedded scrape source: what Prometheus' agent mode would do without a Prometheus server.
+
+It reads the `/metrics` page of each target (the registered RelayCore endpoints, at their base
+URL, or SCRAPE_TARGETS), parses it with prometheus-client's own parser, and turns two scrapes of
+one target into its five metrics. Rates need two scrapes; the flow takes both in the same run,
+`SCRAPE_INTERVAL_S` apart, so no counter is kept between runs. The names read are the defaults
+of deploy/prometheus-mapping.yaml (OpenTelemetry HTTP and prometheus-client's process metrics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitoring.sources.replicas import ReplicaSample
+
+CPU = "process_cpu_seconds_total"
+MEMORY = "process_resident_memory_bytes"
+DURATION = "http_server_request_duration_seconds"  # the histogram's family name
+STATUS = "http_response_status_code"
+
+
+class ScrapeError(RuntimeError):
+    """A target could not be read, or its page lacks a metric the five are computed from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    service: str
+    replica: str
+    url: str  # of its /metrics page
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """What one scrape of one target read: counters (cumulative) and the resident memory."""
+
+    at: datetime
+    cpu_seconds: float
+    memory_bytes: float
+    requests: float
+    errors: float
+    duration_seconds: float
+
+
+def targets_from_endpoints(endpoints: Iterable[tuple[str, str, str | None]]) -> list[Target]:
+    """(name, url, service) of registered endpoints: the replica is the endpoint's name, its
+    page `/metrics` at the base URL (the URL without its path), its service the endpoint's
+    service or, when it has none, its name."""
+    targets = []
+    for name, url, service in endpoints:
+        parts = urlsplit(url)
+        targets.append(Target(service or name, name, f"{parts.scheme}://{parts.netloc}/metrics"))
+    return targets
+
+
+def targets_from_settings(groups: Mapping[str, list[str]]) -> list[Target]:
+    """SCRAPE_TARGETS, {"service": ["http://host:port", ...]}: as in Prometheus' static
+    configs, the replica is the target's host:port (its `instance`)."""
+    targets = []
+    for service, urls in groups.items():
+        for url in urls:
+            parts = urlsplit(url)
+            path = parts.path if parts.path not in ("", "/") else "/metrics"
+            targets.append(Target(service, parts.netloc, f"{parts.scheme}://{parts.netloc}{path}"))
+    return targets
+
+
+def scrape(target: Target, client: httpx.Client, at: datetime) -> Counters:
+    try:
+        response = client.get(target.url)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ScrapeError(
+            f"{target.service} {target.replica}: {target.url} unreadable: {exc}"
+        ) from exc
+    return read(response.text, at, f"{target.service} {target.replica}")
+
+
+def read(page: str, at: datetime, who: str = "target") -> Counters:
+    """The counters in one exposition page. A family that is declared without samples (a
+    labelled histogram before its first request) reads as zero; one that is absent is an error."""
+    totals = {"cpu": 0.0, "memory": 0.0, "requests": 0.0, "errors": 0.0, "duration": 0.0}
+    seen: set[str] = set()
+    for family in text_string_to_metric_families(page):
+        seen.add(family.name)
+        for sample in family.samples:
+            _add(totals, sample.name, sample.labels, sample.value)
+    absent = [name for name, family in _FAMILIES.items() if not seen & family]
+    if absent:
+        raise ScrapeError(f"{who}: its page has no {', '.join(absent)}")
+    return Counters(
+        at,
+        totals["cpu"],
+        totals["memory"],
+        totals["requests"],
+        totals["errors"],
+        totals["duration"],
+    )
+
+
+# The family names the parser may give each metric (a counter's loses its _total suffix).
+_FAMILIES = {CPU: {CPU, "process_cpu_seconds"}, MEMORY: {MEMORY}, DURATION: {DURATION}}
+
+
+def _add(totals: dict[str, float], name: str, labels: Mapping[str, str], value: float) -> None:
+    if name == CPU:
+        totals["cpu"] += value
+    elif name == MEMORY:
+        totals["memory"] += value
+    elif name == f"{DURATION}_count":
+        totals["requests"] += value
+        if labels.get(STATUS, "").startswith("5"):
+            totals["errors"] += value
+    elif name == f"{DURATION}_sum":
+        totals["duration"] += value
+
+
+def rates(
+    target: Target, before: Counters, after: Counters, memory_limit_bytes: float, stamp: datetime
+) -> ReplicaSample:
+    """The five metrics between two scrapes, as a reading at `stamp` (one instant for a whole
+    round, so that the replicas of a service line up). A counter that went down was reset (the
+    replica restarted), so all of its current value is the increase, as in PromQL."""
+    seconds = (after.at - before.at).total_seconds()
+    if seconds <= 0:
+        raise ValueError("the second scrape must come after the first")
+    requests = _increase(before.requests, after.requests)
+    if requests <= 0:
+        raise ScrapeError(
+            f"{target.service} {target.replica}: no request in {seconds:.0f} s, so no latency"
+        )
+    return ReplicaSample(
+        service=target.service,
+        replica=target.replica,
+        timestamp=stamp,
+        cpu_usage=min(100.0, 100 * _increase(before.cpu_seconds, after.cpu_seconds) / seconds),
+        memory_usage=min(100.0, 100 * after.memory_bytes / memory_limit_bytes),
+        network_latency=1000
+        * _increase(before.duration_seconds, after.duration_seconds)
+        / requests,
+        error_rate=min(100.0, 100 * _increase(before.errors, after.errors) / requests),
+        request_count=60 * requests / seconds,
+    )
+
+
+def _increase(before: float, after: float) -> float:
+    return after - before if after >= before else after
