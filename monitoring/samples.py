@@ -29,8 +29,16 @@ BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
+# The replica of a service's own, combined row: what a source that sees no replicas stores, and
+# what every row stored before replicas existed became (migration 0008).
+SERVICE_ROW = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """One reading of a service, or of one of its replicas (`replica`, the RelayCore endpoint
+    name); `replica` is SERVICE_ROW for the service as a whole."""
+
     service: str
     timestamp: datetime
     cpu_usage: float
@@ -38,6 +46,7 @@ class Sample:
     network_latency: float
     error_rate: float
     request_count: float
+    replica: str = SERVICE_ROW
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,11 @@ def to_sample(raw: Mapping[str, Any]) -> Sample:
     if "timestamp" not in raw:
         raise ValueError("timestamp is missing")
     timestamp = parse_timestamp(raw["timestamp"])
+    replica = raw.get("replica")
+    if replica is None:
+        replica = SERVICE_ROW
+    elif not isinstance(replica, str) or not replica.strip():
+        raise ValueError("replica must be a non-empty string when given")
     values: dict[str, float] = {}
     for name in METRICS:
         if name not in raw or raw[name] is None:
@@ -93,7 +107,40 @@ def to_sample(raw: Mapping[str, Any]) -> Sample:
         if problem:
             raise ValueError(problem)
         values[name] = float(raw[name])
-    return Sample(service=service.strip(), timestamp=timestamp, **values)
+    return Sample(service=service.strip(), timestamp=timestamp, replica=replica.strip(), **values)
+
+
+def with_service_totals(samples: Iterable[Sample]) -> list[Sample]:
+    """The samples, plus a combined service row for every (service, instant) that has replica
+    rows and no service row of its own. CPU and memory are the replicas' mean, requests their
+    sum; latency and error rate are weighted by each replica's requests (a replica that served
+    nothing says nothing about them), or plainly averaged when none served any."""
+    samples = list(samples)
+    has_own = {(s.service, s.timestamp) for s in samples if s.replica == SERVICE_ROW}
+    groups: dict[tuple[str, datetime], list[Sample]] = {}
+    for sample in samples:
+        key = (sample.service, sample.timestamp)
+        if sample.replica != SERVICE_ROW and key not in has_own:
+            groups.setdefault(key, []).append(sample)
+    return samples + [_combined(service, at, group) for (service, at), group in groups.items()]
+
+
+def _combined(service: str, at: datetime, group: list[Sample]) -> Sample:
+    requests = np.array([r.request_count for r in group])
+    total = float(requests.sum())
+    weights = requests / total if total > 0 else np.full(len(group), 1 / len(group))
+    values = np.array([attrgetter(*METRICS)(r) for r in group], dtype=np.float64)
+    mean, weighted = values.mean(axis=0), weights @ values
+    by_name = dict(zip(METRICS, range(len(METRICS)), strict=True))
+    return Sample(
+        service=service,
+        timestamp=at,
+        cpu_usage=float(mean[by_name["cpu_usage"]]),
+        memory_usage=float(mean[by_name["memory_usage"]]),
+        network_latency=float(weighted[by_name["network_latency"]]),
+        error_rate=float(weighted[by_name["error_rate"]]),
+        request_count=total,
+    )
 
 
 def validate(rows: Iterable[Mapping[str, Any] | Sample]) -> Validated:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitoring.samples import Sample, validate
+from monitoring.samples import Sample, validate, with_service_totals
 from monitoring.sources.simulator import SimulatedIncident
 from monitoring.store.metrics import upsert_samples
 from monitoring.store.tables import Incident, IngestionRun
@@ -25,10 +25,13 @@ class IngestReport:
 
 
 def store_batch(engine: Engine, rows: Iterable[Mapping[str, Any] | Sample]) -> IngestReport:
-    """Stores the valid rows in one transaction and reports every rejected one with its reason."""
+    """Stores the valid rows in one transaction and reports every rejected one with its reason.
+
+    Replica rows bring their service's combined row with them, where the batch has none, so
+    everything that reads a service's own series sees the replicas' traffic."""
     checked = validate(rows)
     with Session(engine) as session, session.begin():
-        upsert_samples(session, checked.accepted)
+        upsert_samples(session, with_service_totals(checked.accepted))
     reasons = [f"row {r.index}: {r.reason}" for r in checked.rejected]
     return IngestReport(
         accepted=len(checked.accepted), rejected=len(checked.rejected), reasons=reasons

@@ -1,4 +1,5 @@
-"""Metric samples in the store: bulk idempotent upserts keyed by (service, timestamp), and reads."""
+"""Metric samples in the store: bulk idempotent upserts keyed by (service, replica, timestamp),
+and reads. A service's own rows have replica '' (SERVICE_ROW); its replicas' rows their names."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from monitoring.samples import METRICS, Sample
+from monitoring.samples import METRICS, SERVICE_ROW, Sample
 from monitoring.store.tables import MetricSample, Service
 
 
@@ -42,7 +43,8 @@ def _insert_for(session: Session) -> Any:
 
 
 def upsert_samples(session: Session, samples: Sequence[Sample], chunk: int = 10_000) -> int:
-    """Insert or overwrite samples keyed by (service, timestamp); returns how many were written.
+    """Insert or overwrite samples keyed by (service, replica, timestamp); returns how many were
+    written.
 
     The rows go to the driver's executemany as plain tuples: compiling one ORM statement per row
     would cost several times the database's own work.
@@ -52,12 +54,13 @@ def upsert_samples(session: Session, samples: Sequence[Sample], chunk: int = 10_
     ids = ensure_services(session, {sample.service for sample in samples})
     dialect = session.get_bind().dialect.name
     stamps = _sqlite_stamps(samples) if dialect == "sqlite" else [s.timestamp for s in samples]
-    readings = attrgetter("service", *METRICS)
+    readings = attrgetter("service", "replica", *METRICS)
     rows = [
-        (ids[r[0]], stamp, *r[1:]) for r, stamp in zip(map(readings, samples), stamps, strict=True)
+        (ids[r[0]], r[1], stamp, *r[2:])
+        for r, stamp in zip(map(readings, samples), stamps, strict=True)
     ]
     # One statement may not touch a row twice (PostgreSQL refuses), so the last sample wins.
-    rows = list({row[:2]: row for row in rows}.values())
+    rows = list({row[:3]: row for row in rows}.values())
     statement = _upsert_sql(dialect)
     connection = session.connection()
     for start in range(0, len(rows), chunk):
@@ -67,11 +70,11 @@ def upsert_samples(session: Session, samples: Sequence[Sample], chunk: int = 10_
 
 def _upsert_sql(dialect: str) -> str:
     marker = "?" if dialect == "sqlite" else "%s"
-    columns = ("service_id", "timestamp", *METRICS)
+    columns = ("service_id", "replica", "timestamp", *METRICS)
     updates = ", ".join(f"{metric} = excluded.{metric}" for metric in METRICS)
     return (
         f"INSERT INTO metric_samples ({', '.join(columns)}) VALUES ({', '.join([marker] * len(columns))}) "
-        f"ON CONFLICT (service_id, timestamp) DO UPDATE SET {updates}"
+        f"ON CONFLICT (service_id, replica, timestamp) DO UPDATE SET {updates}"
     )
 
 
@@ -92,8 +95,13 @@ def _sqlite_stamps(samples: Sequence[Sample]) -> list[str]:
     return out
 
 
-def count_samples(session: Session, service: str | None = None) -> int:
+def count_samples(
+    session: Session, service: str | None = None, replica: str | None = SERVICE_ROW
+) -> int:
+    """How many rows: the services' own by default, one replica's, or every row (None)."""
     query = select(func.count()).select_from(MetricSample)
+    if replica is not None:
+        query = query.where(MetricSample.replica == replica)
     if service is not None:
         query = query.join(Service).where(Service.name == service)
     return int(session.scalar(query) or 0)
@@ -107,24 +115,41 @@ def latest_timestamp(session: Session) -> datetime | None:
     return session.scalar(select(func.max(MetricSample.timestamp)))
 
 
+def replica_names(session: Session, service: str, since: datetime | None = None) -> list[str]:
+    """The named replicas of `service` that have rows (at or after `since`, when given)."""
+    query = (
+        select(MetricSample.replica)
+        .join(Service)
+        .where(Service.name == service, MetricSample.replica != SERVICE_ROW)
+    )
+    if since is not None:
+        query = query.where(MetricSample.timestamp >= since)
+    return list(session.scalars(query.distinct().order_by(MetricSample.replica)))
+
+
 def read_samples(
     session: Session,
     start: datetime | None = None,
     end: datetime | None = None,
     services: Sequence[str] | None = None,
+    replica: str | None = SERVICE_ROW,
 ) -> list[Sample]:
-    """Samples in [start, end), ordered by service then time."""
+    """Samples in [start, end), ordered by service, replica, then time: by default the services'
+    own rows only, so a reader that knows nothing of replicas sees one series per service;
+    `replica` names one replica, and None reads every row."""
     query = select(Service.name, MetricSample).join(Service)
+    if replica is not None:
+        query = query.where(MetricSample.replica == replica)
     if start is not None:
         query = query.where(MetricSample.timestamp >= start)
     if end is not None:
         query = query.where(MetricSample.timestamp < end)
     if services:
         query = query.where(Service.name.in_(services))
-    query = query.order_by(Service.name, MetricSample.timestamp)
+    query = query.order_by(Service.name, MetricSample.replica, MetricSample.timestamp)
     return [_sample(name, row) for name, row in session.execute(query)]
 
 
 def _sample(name: str, row: MetricSample) -> Sample:
     values = {metric: getattr(row, metric) for metric in METRICS}
-    return Sample(service=name, timestamp=row.timestamp, **values)
+    return Sample(service=name, timestamp=row.timestamp, replica=row.replica, **values)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitoring.healing.actions import Action, ActionKind, ActionState, Mode
+from monitoring.samples import SERVICE_ROW
 from monitoring.store.tables import AnomalyRow, DetectorCursor, HealingActionRow
 
 OPEN, CLOSED = "open", "closed"
@@ -152,14 +153,24 @@ def find_anomalies(engine: Engine, where: AnomalyFilter) -> list[AnomalyRow]:
     return rows
 
 
-def cursors(session: Session, services: Sequence[str]) -> dict[str, datetime]:
-    query = select(DetectorCursor).where(DetectorCursor.service.in_(services))
+def cursors(
+    session: Session, services: Sequence[str], replica: str = SERVICE_ROW
+) -> dict[str, datetime]:
+    """How far each service's own rows (or one replica's, by name) have been scored."""
+    query = select(DetectorCursor).where(
+        DetectorCursor.service.in_(services), DetectorCursor.replica == replica
+    )
     return {row.service: row.scored_until for row in session.scalars(query)}
 
 
-def set_cursor(session: Session, service: str, scored_until: datetime) -> None:
-    row = session.get(DetectorCursor, service)
+def set_cursor(
+    session: Session, service: str, scored_until: datetime, replica: str = SERVICE_ROW
+) -> None:
+    row = session.get(DetectorCursor, (service, replica))
     if row is None:
-        session.add(DetectorCursor(service=service, scored_until=scored_until, updated_at=utcnow()))
+        cursor = DetectorCursor(
+            service=service, replica=replica, scored_until=scored_until, updated_at=utcnow()
+        )
+        session.add(cursor)
     else:
         row.scored_until, row.updated_at = scored_until, utcnow()

@@ -54,9 +54,12 @@ class Service(Base):
 
 
 class MetricSample(Base):
+    """One reading of a service (replica '') or of one of its replicas (the endpoint name)."""
+
     __tablename__ = "metric_samples"
 
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), primary_key=True)
+    replica: Mapped[str] = mapped_column(String(200), primary_key=True, server_default="")
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     cpu_usage: Mapped[float] = mapped_column(Float)
     memory_usage: Mapped[float] = mapped_column(Float)
@@ -108,12 +111,14 @@ class TrainingRun(Base):
 
 
 class AnomalyRow(Base):
-    """One anomaly of a service: open while its metrics stay unusual, closed after a quiet spell."""
+    """One anomaly of a service (replica '') or of one of its replicas: open while its metrics
+    stay unusual, closed after a quiet spell."""
 
     __tablename__ = "anomalies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     service: Mapped[str] = mapped_column(String(200), index=True)
+    replica: Mapped[str] = mapped_column(String(200), default="", server_default="")
     metrics: Mapped[list[str]] = mapped_column(JSON)
     start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     end: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -125,11 +130,13 @@ class AnomalyRow(Base):
 
 
 class DetectorCursor(Base):
-    """How far each service's samples have been scored, so a run scores only what is new."""
+    """How far each service's (or replica's) samples have been scored, so a run scores only
+    what is new."""
 
     __tablename__ = "detector_cursors"
 
     service: Mapped[str] = mapped_column(String(200), primary_key=True)
+    replica: Mapped[str] = mapped_column(String(200), primary_key=True, server_default="")
     scored_until: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

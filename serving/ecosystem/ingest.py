@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
-from monitoring.samples import METRICS, Sample, validate
+from monitoring.samples import METRICS, SERVICE_ROW, Sample, validate, with_service_totals
 from monitoring.store.ingestion import store_batch
 from serving.neuroweaver.schemas import MetricsPush, MetricsPushResult
 from serving.state import EngineDep, HubDep
@@ -25,7 +25,9 @@ LIVE_ROWS = 500
     },
 )
 async def push_metrics(body: MetricsPush, engine: EngineDep, hub: HubDep) -> MetricsPushResult:
-    """Stores the valid samples (idempotent by service and time); 200 reports any rejected ones."""
+    """Stores the valid samples (idempotent by service, replica and time); 200 reports any
+    rejected ones. A sample with a `replica` (its RelayCore endpoint name) is that replica's own
+    reading; its service's combined row is stored beside it."""
     if not body.samples:
         raise HTTPException(422, "samples is empty")
     checked = validate(body.samples)
@@ -43,7 +45,9 @@ async def push_metrics(body: MetricsPush, engine: EngineDep, hub: HubDep) -> Met
         report = await run_in_threadpool(store_batch, engine, checked.accepted)
     except Exception as exc:  # the database went away mid-request
         raise HTTPException(503, f"the metric store could not store the batch: {exc}") from None
-    hub.publish("metrics", {"samples": [_live_row(s) for s in checked.accepted[-LIVE_ROWS:]]})
+    # The live view charts services: replica rows reach it as their service's combined row.
+    services = [s for s in with_service_totals(checked.accepted) if s.replica == SERVICE_ROW]
+    hub.publish("metrics", {"samples": [_live_row(s) for s in services[-LIVE_ROWS:]]})
     return MetricsPushResult(
         accepted=report.accepted, rejected=len(checked.rejected), reasons=reasons
     )

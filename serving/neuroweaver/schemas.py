@@ -165,7 +165,13 @@ class MetricsPush(BaseModel):
         }
     )
 
-    samples: list[dict[str, Any]] = Field(description="service, timestamp and the five metrics")
+    samples: list[dict[str, Any]] = Field(
+        description=(
+            "service, timestamp and the five metrics; optionally replica, the RelayCore endpoint"
+            " name of the replica that was measured (its service's combined row is then stored"
+            " beside it)"
+        )
+    )
 
 
 class MetricsPushResult(BaseModel):

@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -22,10 +20,11 @@ from monitoring.healing.actions import Action, ActionKind, ActionState
 from monitoring.healing.policy import ModelHealth
 from monitoring.orchestrator import cycle
 from monitoring.store import migrate
-from monitoring.store.engine import make_engine, open_store
+from monitoring.store.engine import open_store
 from monitoring.store.orchestrator import SqlActionRepository
 from monitoring.store.tables import AlertRow, AnomalyRow, TrainingRun
 from tests.support.alertmanager import Receiver, active_alerts, alertmanager
+from tests.support.migrations import store_at
 from tests.support.net import free_port
 
 
@@ -154,17 +153,12 @@ def test_record_grown_severity_resolves_the_previous_labels(engine: Engine) -> N
 
 def test_migrate_to_alerts_keeps_existing_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    command.upgrade(migrate.alembic_config(url), "0006")
-    old = make_engine(url)
-    with old.begin() as connection:  # a row written by the previous version
-        connection.execute(
-            text(
-                'INSERT INTO anomalies (service, metrics, start, "end", score, severity, state,'
-                " created_at, updated_at) VALUES ('kept', '[\"cpu_usage\"]', :at, :at, 0.95,"
-                " 'medium', 'open', :at, :at)"
-            ),
-            {"at": now()},
-        )
+    anomaly = (
+        'INSERT INTO anomalies (service, metrics, start, "end", score, severity, state,'
+        " created_at, updated_at) VALUES ('kept', '[\"cpu_usage\"]', :at, :at, 0.95,"
+        " 'medium', 'open', :at, :at)"
+    )
+    old = store_at(url, "0006", (anomaly, {"at": now()}))
     migrate.upgrade(url)
     facts = pipeline.latest_anomalies(old)
     assert [(f.service, f.open) for f in facts] == [("kept", True)]

@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 from monitoring.sources.simulator import simulate
 from monitoring.store import ingestion, migrate
 from monitoring.store.engine import make_engine
-from monitoring.store.metrics import count_samples, read_samples
+from monitoring.store.metrics import count_samples, read_samples, replica_names
+from monitoring.store.orchestrator import cursors
+from tests.support.migrations import store_at
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -145,3 +147,81 @@ def test_processes_starting_at_once_on_one_empty_store_all_reach_head(empty_stor
         assert list(current) == [
             ScriptDirectory.from_config(migrate.alembic_config(empty_store)).get_current_head()
         ]
+
+
+# --- replicas -------------------------------------------------------------------------------
+
+
+def _replica(name: str, minute: int = 0, **values: object) -> dict[str, object]:
+    return _good(minute=minute, replica=name, **values)
+
+
+def test_replica_rows_bring_their_services_combined_row(engine: Engine) -> None:
+    report = ingestion.store_batch(
+        engine,
+        [
+            _replica("api-0", cpu_usage=20.0, network_latency=100.0, request_count=300.0),
+            _replica("api-1", cpu_usage=60.0, network_latency=400.0, request_count=100.0),
+        ],
+    )
+    assert (report.accepted, report.rejected) == (2, 0)
+    with Session(engine) as session:
+        [service] = read_samples(session)
+        assert [s.replica for s in read_samples(session, replica=None)] == ["", "api-0", "api-1"]
+        [own] = read_samples(session, replica="api-1")
+        assert replica_names(session, "api") == ["api-0", "api-1"]
+    assert service.replica == "" and own.network_latency == 400.0
+    assert service.cpu_usage == 40.0  # the replicas' mean
+    assert service.request_count == 400.0  # their sum
+    assert service.network_latency == 175.0  # weighted by requests: (300*100 + 100*400) / 400
+
+
+def test_a_batch_with_its_own_service_row_keeps_it(engine: Engine) -> None:
+    ingestion.store_batch(engine, [_good(cpu_usage=5.0), _replica("api-0", cpu_usage=90.0)])
+    with Session(engine) as session:
+        [service] = read_samples(session)
+        assert count_samples(session, replica=None) == 2
+    assert service.cpu_usage == 5.0
+
+
+def test_a_replica_and_its_service_at_one_instant_are_two_rows_upserted_apart(
+    engine: Engine,
+) -> None:
+    ingestion.store_batch(engine, [_good(cpu_usage=10.0), _replica("api-0", cpu_usage=20.0)])
+    ingestion.store_batch(engine, [_replica("api-0", cpu_usage=30.0)])
+    with Session(engine) as session:
+        rows = {s.replica: s.cpu_usage for s in read_samples(session, replica=None)}
+    # The second batch's service total overwrites the first service row: the newest word wins.
+    assert rows == {"": 30.0, "api-0": 30.0}
+
+
+@pytest.mark.parametrize("replica", ["", "  ", 7])
+def test_a_blank_or_non_text_replica_is_rejected_with_its_reason(
+    engine: Engine, replica: object
+) -> None:
+    report = ingestion.store_batch(engine, [_replica(replica), _good(minute=1)])  # type: ignore[arg-type]
+    assert report.rejected == 1 and "replica must be a non-empty string" in report.reasons[0]
+
+
+def test_migrate_to_replicas_keeps_every_row_as_its_services_own(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    rows = (
+        ("INSERT INTO services (id, name, created_at) VALUES (1, 'kept', :at)", {"at": START}),
+        (
+            "INSERT INTO metric_samples (service_id, timestamp, cpu_usage, memory_usage,"
+            " network_latency, error_rate, request_count) VALUES (1, :at, 1, 2, 3, 4, 5)",
+            {"at": START},
+        ),
+        (
+            "INSERT INTO detector_cursors (service, scored_until, updated_at)"
+            " VALUES ('kept', :at, :at)",
+            {"at": START},
+        ),
+    )
+    old = store_at(url, "0007", *rows)
+    migrate.upgrade(url)
+    with Session(old) as session:
+        [kept] = read_samples(session)
+        assert cursors(session, ["kept"]) == {"kept": START}
+        assert cursors(session, ["kept"], replica="kept-0") == {}
+    assert (kept.service, kept.replica, kept.request_count) == ("kept", "", 5.0)

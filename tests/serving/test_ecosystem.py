@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
+from monitoring.store.metrics import read_samples, replica_names
 from tests.support.models import SAMPLE
 
 
@@ -47,6 +49,23 @@ def test_push_metrics_stores_valid_rows_and_reports_rejected(client: TestClient)
     assert again["accepted"] == 3
     status = client.get("/api/v2/ecosystem/status").json()
     assert status["components"]["store"]["services"] == 1
+
+
+def test_pushed_replica_readings_are_stored_apart_and_charted_as_their_service(
+    client: TestClient,
+) -> None:
+    rows = [
+        {**row, "replica": f"search-{i}", "request_count": 100.0 * (i + 1)}
+        for i in range(2)
+        for row in sample_rows("search", 3)
+    ]
+    assert client.post("/api/v2/metrics", json={"samples": rows}).json()["accepted"] == 6
+    series = client.get("/api/v2/ecosystem/live").json()["payload"]["series"]
+    assert set(series) == {"search"} and series["search"]["request_count"] == [300.0] * 3
+    engine = client.app.state.automatrix.engine()  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        assert replica_names(session, "search") == ["search-0", "search-1"]
+        assert [s.request_count for s in read_samples(session, replica="search-1")] == [200.0] * 3
 
 
 def test_push_metrics_all_rejected_is_422_with_reasons(client: TestClient) -> None:

@@ -7,26 +7,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from alembic import command
-from sqlalchemy import text
 
 from monitoring.store import control, migrate
 from monitoring.store.control import EndpointSpec
-from monitoring.store.engine import make_engine, open_store
+from monitoring.store.engine import open_store
+from tests.support.migrations import store_at
 
 
 def test_migrate_to_control_plane_keeps_registered_endpoints(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    command.upgrade(migrate.alembic_config(url), "0005")
-    engine = make_engine(url)
-    with engine.begin() as connection:  # a row written by the previous version
-        connection.execute(
-            text(
-                "INSERT INTO relay_endpoints (name, url, service, max_concurrency, created_at)"
-                " VALUES ('kept', 'http://h/kept', 'svc', 7, :at)"
-            ),
-            {"at": datetime.now(UTC)},
-        )
+    endpoint = (
+        "INSERT INTO relay_endpoints (name, url, service, max_concurrency, created_at)"
+        " VALUES ('kept', 'http://h/kept', 'svc', 7, :at)"
+    )
+    engine = store_at(url, "0005", (endpoint, {"at": datetime.now(UTC)}))
     migrate.upgrade(url)
     found = control.desired(engine)
     assert found.endpoints == (EndpointSpec("kept", "http://h/kept", "svc", 7, drained=False),)
