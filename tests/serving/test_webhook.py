@@ -104,6 +104,7 @@ def test_a_replayed_delivery_is_acted_on_once(hooked: TestClient, model_registry
         ("another-secret", None, "does not match MLFLOW_WEBHOOK_SECRET"),
         (SECRET, time.time() - 3600, "more than 300 s old"),
     ],
+    ids=["forged", "stale"],
 )
 def test_forged_or_stale_delivery_is_401_and_changes_nothing(
     hooked: TestClient,
