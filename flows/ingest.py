@@ -4,6 +4,10 @@ With no `source`, the settings choose (`Settings.scheduled_source`): the simulat
 neither PROMETHEUS_URL nor SCRAPE_TARGETS nor INGEST_SOURCE is set. What a source could not
 give (a query that returned nothing, an unreachable Prometheus chunk or scrape target) is in the
 result's `missing`, by name; nothing is ever stored in its place.
+
+The flow only orchestrates: the backfill's chunk loop (`monitoring.sources.backfill`) and the
+scrape's two rounds (`scrape.scrape_round`) are plain functions, given these tasks (each retried
+with backoff) as their fetch, their store and their reading of the targets.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import httpx
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
+from prefect.states import State
 
 from monitoring.config import get_settings
-from monitoring.sources import csv_files, mapping, prometheus, scrape, simulator
+from monitoring.samples import METRICS
+from monitoring.sources import backfill, csv_files, mapping, prometheus, scrape, simulator
 from monitoring.sources.replicas import ReplicaSample, per_service
 from monitoring.store import control, ingestion
 from monitoring.store.engine import open_store
@@ -29,6 +35,7 @@ Source = Literal["simulator", "prometheus", "csv", "scrape"]
 DEFAULT_BACKFILL = timedelta(days=3)
 BACKOFF_S: list[float] = [1.0, 2.0, 4.0]  # between the retries of a call to Prometheus or a target
 TIMEOUT_S = 30
+CHECK_EXPIRES = timedelta(days=1)  # a mapping Prometheus accepted is checked again after a day
 
 
 @dataclass
@@ -78,10 +85,33 @@ def record(source: Source, start: datetime, end: datetime, report: ingestion.Ing
     ingestion.record_run(open_store(get_settings().database_url), source, start, end, report)
 
 
-@task(retries=len(BACKOFF_S), retry_delay_seconds=BACKOFF_S, cache_policy=NO_CACHE)
-def check_queries(url: str, rules: mapping.Mapping) -> list[str]:
+def _worth_retrying(task: Any, run: Any, state: State[Any]) -> bool:
+    """A refused mapping or a page without a metric is the same on the next try."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, (mapping.MappingError, scrape.MissingMetric))
+
+
+def _check_key(_: Any, parameters: dict[str, Any]) -> str:
+    return prometheus.check_key(parameters["url"], parameters["rules"])
+
+
+@task(
+    retries=len(BACKOFF_S),
+    retry_delay_seconds=BACKOFF_S,
+    retry_condition_fn=_worth_retrying,
+    cache_key_fn=_check_key,
+    cache_expiration=CHECK_EXPIRES,
+    persist_result=True,
+)
+def check_queries(url: str, rules: mapping.Mapping) -> int:
+    """Has Prometheus parse the mapping's templates. The result is cached (persisted, so across
+    the worker's per-run processes) by server and templates: a mapping is checked when it is new
+    or changed, and once a day, not on every scheduled run. A refusal is never cached."""
     with httpx.Client(timeout=TIMEOUT_S) as client:
-        return prometheus.check_queries(url, rules, client)
+        problems = prometheus.check_queries(url, rules, client)
+    if problems:
+        raise mapping.MappingError("\n".join(problems))
+    return len(METRICS)
 
 
 @task(retries=len(BACKOFF_S), retry_delay_seconds=BACKOFF_S, cache_policy=NO_CACHE)
@@ -103,71 +133,49 @@ def explain_empty(
     return f"{metric}: the query ({rules.where(metric)}) returned no series: {why}"
 
 
-@task(retries=len(BACKOFF_S), retry_delay_seconds=BACKOFF_S, cache_policy=NO_CACHE)
+@task(
+    retries=len(BACKOFF_S),
+    retry_delay_seconds=BACKOFF_S,
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+)
 def scrape_target(target: scrape.Target) -> scrape.Counters:
     with httpx.Client(timeout=TIMEOUT_S) as client:
         return scrape.scrape(target, client, datetime.now(UTC))
 
 
+def _store_readings(readings: list[ReplicaSample]) -> ingestion.IngestReport:
+    # The store keys samples by service alone for now: replicas are combined per service.
+    return store(per_service(readings))
+
+
 def _ingest_prometheus(
     url: str, rules: mapping.Mapping, window: tuple[datetime, datetime], step: timedelta
 ) -> Outcome:
-    """Each chunk is fetched (retried with backoff) and stored on its own, so a long backfill
-    holds one chunk in memory and an unreachable chunk costs only itself. The window recorded
-    for the next run ends where the first failed chunk starts."""
-    problems = check_queries(url, rules)
-    if problems:
-        raise mapping.MappingError("\n".join(problems))
-    outcome = Outcome(window[0], window[0])
-    explained: set[str] = set()
-    failed = False
-    for first, last in prometheus.chunks(*window, step):
-        state = fetch_chunk(url, rules, first, last, step, return_state=True)
-        if state.is_failed():
-            failed = True
-            outcome.missing.append(f"{first.isoformat()} to {last.isoformat()}: {state.message}")
-            continue
-        result: prometheus.RangeResult = state.result()
-        for metric in sorted(set(result.empty) - explained):
-            outcome.missing.append(explain_empty(url, rules, metric, first, last, step))
-            explained.add(metric)
-        outcome.missing.extend(result.problems)
-        _store_readings(outcome, result.readings)
-        outcome.end = outcome.end if failed else last
-    outcome.end = outcome.end if failed else window[1]
-    return outcome
-
-
-def _store_readings(outcome: Outcome, readings: list[ReplicaSample]) -> None:
-    # The store keys samples by service alone for now: replicas are combined per service.
-    outcome.reports.append(store(per_service(readings)))
-    outcome.replicas.update((r.service, r.replica) for r in readings)
+    check_queries(url, rules)
+    done = backfill.backfill(
+        window,
+        step,
+        fetch=lambda first, last: fetch_chunk(url, rules, first, last, step),
+        store=_store_readings,
+        explain=lambda metric, first, last: explain_empty(url, rules, metric, first, last, step),
+    )
+    return Outcome(window[0], done.end, done.reports, done.missing, done.replicas)
 
 
 def _ingest_scrape(interval_s: float, memory_limit_bytes: float) -> Outcome:
-    """Every target twice, `interval_s` apart, each scrape retried with backoff; a target that
-    fails either scrape is reported and the others are stored."""
-    targets = _scrape_targets()
     started = datetime.now(UTC)
-    outcome = Outcome(started, started)
-    if not targets:
-        outcome.missing.append("no scrape target: set SCRAPE_TARGETS or register endpoints")
-        return outcome
-    before = _scrape_all(targets, outcome.missing)
-    time.sleep(interval_s)
-    stamp = datetime.now(UTC).replace(microsecond=0)
-    after = _scrape_all([t for t in targets if t in before], outcome.missing)
-    readings = []
-    for target, counters in after.items():
-        try:
-            readings.append(
-                scrape.rates(target, before[target], counters, memory_limit_bytes, stamp)
-            )
-        except scrape.ScrapeError as exc:
-            outcome.missing.append(str(exc))
-    _store_readings(outcome, readings)
-    outcome.end = stamp
+    done = scrape.scrape_round(
+        _scrape_targets(), _scrape_all, time.sleep, _now, interval_s, memory_limit_bytes
+    )
+    outcome = Outcome(started, max(started, done.stamp), missing=done.missing)
+    outcome.reports.append(_store_readings(done.readings))
+    outcome.replicas.update((r.service, r.replica) for r in done.readings)
     return outcome
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _scrape_targets() -> list[scrape.Target]:
@@ -178,17 +186,15 @@ def _scrape_targets() -> list[scrape.Target]:
     return scrape.targets_from_endpoints((e.name, e.url, e.service) for e in endpoints)
 
 
-def _scrape_all(
-    targets: list[scrape.Target], missing: list[str]
-) -> dict[scrape.Target, scrape.Counters]:
+def _scrape_all(targets: list[scrape.Target]) -> dict[scrape.Target, scrape.Counters | str]:
+    """All targets at once, each its own retried task: a dead one delays only itself."""
     futures: list[PrefectFuture[scrape.Counters]] = [scrape_target.submit(t) for t in targets]
-    read = {}
+    read: dict[scrape.Target, scrape.Counters | str] = {}
     for target, future in zip(targets, futures, strict=True):
-        future.wait()
-        if future.state.is_failed():
-            missing.append(f"{target.service} {target.replica}: {future.state.message}")
-        else:
+        try:
             read[target] = future.result()
+        except Exception as exc:  # its retries are spent: the round reports it by name
+            read[target] = str(exc)
     return read
 
 

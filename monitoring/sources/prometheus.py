@@ -2,13 +2,15 @@
 
 `chunks` splits a backfill so that no query_range asks for more points per series than
 Prometheus allows; `check_queries` has the server parse every template (Prometheus' own parser,
-through its query endpoint) before anything is fetched; `fetch_range` joins the five results by
-service, replica and instant. A metric that returned nothing, a series without the service or
+through its query endpoint) before anything is fetched, and `check_key` names what that check
+depends on, so that a caller checks each mapping once rather than on every run; `fetch_range`
+joins the five results by service, replica and instant. A metric that returned nothing, a series without the service or
 replica label, and an instant where a metric is NaN are reported by name, never filled in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import defaultdict
@@ -73,6 +75,16 @@ def check_queries(base_url: str, mapping: Mapping, client: httpx.Client) -> list
         elif response.status_code != 200:
             raise PrometheusError(f"Prometheus at {base_url} answered {response.status_code}")
     return problems
+
+
+def check_key(base_url: str, mapping: Mapping) -> str:
+    """What `check_queries`' answer depends on: the server and the five queries it parses. A
+    mapping file that has not changed (same path, same content) has the same key; an edit that
+    changes a template, a label or the rate window gives a new one."""
+    digest = hashlib.sha256(base_url.rstrip("/").encode())
+    for metric in METRICS:
+        digest.update(b"\0" + mapping.query(metric, mapping.rate_window).encode())
+    return f"promql-check-{digest.hexdigest()[:32]}"
 
 
 def fetch_range(

@@ -2,15 +2,17 @@
 
 It reads the `/metrics` page of each target (the registered RelayCore endpoints, at their base
 URL, or SCRAPE_TARGETS), parses it with prometheus-client's own parser, and turns two scrapes of
-one target into its five metrics. Rates need two scrapes; the flow takes both in the same run,
-`SCRAPE_INTERVAL_S` apart, so no counter is kept between runs. The names read are the defaults
+one target into its five metrics. Rates need two scrapes; `scrape_round` takes both in the same
+run, `SCRAPE_INTERVAL_S` apart, so no counter is kept between runs. The reading of the targets,
+the clock and the sleep are injected: the flow passes its retried, concurrent task, tests a plain
+`reader` and a clock of their own. The names read are the defaults
 of deploy/prometheus-mapping.yaml (OpenTelemetry HTTP and prometheus-client's process metrics).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -27,6 +29,10 @@ STATUS = "http_response_status_code"
 
 class ScrapeError(RuntimeError):
     """A target could not be read, or its page lacks a metric the five are computed from."""
+
+
+class MissingMetric(ScrapeError):
+    """The target answered, but its page lacks a metric: reading it again will not help."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +99,7 @@ def read(page: str, at: datetime, who: str = "target") -> Counters:
             _add(totals, sample.name, sample.labels, sample.value)
     absent = [name for name, family in _FAMILIES.items() if not seen & family]
     if absent:
-        raise ScrapeError(f"{who}: its page has no {', '.join(absent)}")
+        raise MissingMetric(f"{who}: its page has no {', '.join(absent)}")
     return Counters(
         at,
         totals["cpu"],
@@ -151,3 +157,70 @@ def rates(
 
 def _increase(before: float, after: float) -> float:
     return after - before if after >= before else after
+
+
+# Each target's counters, or why it could not be read (its ScrapeError, or the retries' end).
+ReadAll = Callable[[list[Target]], Mapping[Target, Counters | str]]
+
+
+@dataclass
+class Round:
+    stamp: datetime
+    readings: list[ReplicaSample] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def reader(client: httpx.Client, now: Callable[[], datetime]) -> ReadAll:
+    """Reads the targets one after the other, without retries: the plain ReadAll."""
+
+    def read_all(targets: list[Target]) -> dict[Target, Counters | str]:
+        read: dict[Target, Counters | str] = {}
+        for target in targets:
+            try:
+                read[target] = scrape(target, client, now())
+            except ScrapeError as exc:
+                read[target] = str(exc)
+        return read
+
+    return read_all
+
+
+def scrape_round(
+    targets: list[Target],
+    read_all: ReadAll,
+    sleep: Callable[[float], None],
+    now: Callable[[], datetime],
+    interval_s: float,
+    memory_limit_bytes: float,
+) -> Round:
+    """Every target twice, `interval_s` apart, turned into one reading each at the second
+    scrape's whole second. A target that fails either scrape, or that served nothing between
+    them, is in `missing` by service and replica; the others are read."""
+    if not targets:
+        return Round(now(), missing=["no scrape target: set SCRAPE_TARGETS or register endpoints"])
+    missing: list[str] = []
+    before = _counters(targets, read_all(targets), missing)
+    sleep(interval_s)
+    stamp = now().replace(microsecond=0)
+    after = _counters(list(before), read_all(list(before)), missing)
+    done = Round(stamp, missing=missing)
+    for target, counters in after.items():
+        try:
+            done.readings.append(rates(target, before[target], counters, memory_limit_bytes, stamp))
+        except ScrapeError as exc:
+            done.missing.append(str(exc))
+    return done
+
+
+def _counters(
+    targets: list[Target], read: Mapping[Target, Counters | str], missing: list[str]
+) -> dict[Target, Counters]:
+    found = {}
+    for target in targets:
+        got = read.get(target, "not read")
+        if isinstance(got, Counters):
+            found[target] = got
+        else:
+            who = f"{target.service} {target.replica}: "
+            missing.append(got if got.startswith(who) else who + got)
+    return found

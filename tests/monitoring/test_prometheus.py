@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -167,6 +168,60 @@ def test_ingest_prometheus_reports_an_empty_query_by_name_and_stores_nothing(
     ), result["missing"]
     with Session(open_store(settings.database_url)) as session:
         assert count_samples(session) == 0
+
+
+def _template_checks(url: str) -> float:
+    """How many instant queries Prometheus has answered (its own counter, on its /metrics)."""
+    page = httpx.get(f"{url}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if sample.name == "prometheus_http_requests_total"
+        and sample.labels.get("handler") == "/api/v1/query"
+    )
+
+
+def test_ingest_prometheus_checks_the_templates_once_per_mapping_not_on_every_run(
+    fleet: Fleet, settings: ServingSettings, prefect_harness: None, tmp_path: Path
+) -> None:
+    from flows.ingest import ingest_flow
+
+    rules = tmp_path / "mapping.yaml"  # a mapping no other test had checked
+    rules.write_text(
+        mapping.DEFAULT_PATH.read_text().replace("rate_window: 1m", "rate_window: 61s")
+    )
+    window = {"start": fleet.seen, "end": fleet.seen + timedelta(seconds=2), "step_s": 1}
+
+    def run() -> None:
+        result = ingest_flow(
+            source="prometheus", prometheus_url=fleet.url, mapping_path=str(rules), **window
+        )
+        assert result["accepted"] > 0
+
+    before = _template_checks(fleet.url)
+    run()
+    wait_for(lambda: _template_checks(fleet.url) == before + 5, 5, 0.1)  # the five templates
+    run()
+    run()
+    assert _template_checks(fleet.url) == before + 5
+    rules.write_text(rules.read_text().replace("rate_window: 61s", "rate_window: 62s"))
+    run()
+    wait_for(lambda: _template_checks(fleet.url) == before + 10, 5, 0.1)  # changed: checked again
+
+
+def test_ingest_flow_with_a_template_prometheus_refuses_fails_naming_the_line(
+    fleet: Fleet, settings: ServingSettings, prefect_harness: None, tmp_path: Path
+) -> None:
+    from flows.ingest import ingest_flow
+
+    broken = tmp_path / "mapping.yaml"
+    text = mapping.DEFAULT_PATH.read_text()
+    broken.write_text(text.replace("60 * sum by", "60 * sum by by"))
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  request_count:"))
+    for _ in range(2):  # a refusal is never remembered as a pass
+        with pytest.raises(mapping.MappingError, match=f"{broken}:{line}: request_count: "):
+            ingest_flow(source="prometheus", prometheus_url=fleet.url, mapping_path=str(broken))
 
 
 def test_ingest_command_names_the_line_of_a_bad_promql_and_exits_2(

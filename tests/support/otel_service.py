@@ -5,7 +5,9 @@ It serves no real traffic; the test tells it what it served:
 - `POST /record?status=500&seconds=0.3&count=10` observes that many requests at once;
 - `POST /traffic?ok=3&errors=1&ok_s=0.1&error_s=0.3` observes, every 50 ms, `ok` 200s and
   `errors` 500s, each tick under the lock a scrape takes, so any two scrapes see whole ticks.
-Traffic stops by itself after 120 s. Run: `python -m tests.support.otel_service PORT`.
+Traffic stops by itself after 120 s. Run: `python -m tests.support.otel_service PORT`;
+`OtelService(requests=False)` (`PORT --no-requests`) serves the process metrics alone, as a
+service that was never instrumented for HTTP would.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ TRAFFIC_LIMIT_S = 120.0
 LABELS = ("http_request_method", "http_route", "http_response_status_code")
 
 
-def _serve(port: int) -> None:
+def _serve(port: int, requests: bool) -> None:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     duration = Histogram(
-        "http_server_request_duration_seconds", "Server time per request", LABELS, registry=registry
+        "http_server_request_duration_seconds",
+        "Server time per request",
+        LABELS,
+        registry=registry if requests else None,
     )
     for status in ("200", "500"):  # both series exist from the first scrape on
         duration.labels("GET", "/work", status)
@@ -84,12 +89,13 @@ def _serve(port: int) -> None:
 class OtelService:
     """One service process; `url` is its base URL, `instance` its host:port."""
 
-    def __init__(self) -> None:
+    def __init__(self, requests: bool = True) -> None:
         self.port = free_port()
         self.instance = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.instance}"
+        flags = [] if requests else ["--no-requests"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.otel_service", str(self.port)],
+            [sys.executable, "-m", "tests.support.otel_service", str(self.port), *flags],
             stdout=subprocess.DEVNULL,
             cwd=Path(__file__).resolve().parents[2],
         )
@@ -117,4 +123,4 @@ class OtelService:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    _serve(int(sys.argv[1]), requests="--no-requests" not in sys.argv[2:])
