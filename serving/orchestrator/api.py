@@ -15,10 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from monitoring.alerts.pipeline import registry_promoted
 from monitoring.assess.forecasting import InsufficientHistory, SeriesChoice
 from monitoring.assess.insights import THRESHOLDS, CapacityForecast, forecast_metric, frame_of
 from monitoring.assess.model_health import model_health
-from monitoring.config import get_orchestrator_settings
+from monitoring.config import get_alert_settings, get_orchestrator_settings
 from monitoring.healing.actions import Action, ActionState, Mode
 from monitoring.healing.engine import ActionError
 from monitoring.orchestrator import cycle as orchestrator
@@ -242,6 +243,9 @@ def _context(request: Request, state: AppState, engine: Engine) -> orchestrator.
         predictor=loaded.model.predict if loaded is not None else None,
         endpoints=relay_endpoints(relay),
         executors=api_executors(state, relay, asyncio.get_running_loop(), settings),
+        # The on-demand cycle raises and delivers alerts as the scheduled flow does.
+        alerting=get_alert_settings(),
+        promoted_of=registry_promoted(state.settings.model_name),
     )
 
 
