@@ -27,7 +27,6 @@ from prefect.states import State
 from monitoring.config import get_settings
 from monitoring.samples import METRICS
 from monitoring.sources import backfill, csv_files, mapping, prometheus, scrape, simulator
-from monitoring.sources.replicas import ReplicaSample, per_service
 from monitoring.store import control, ingestion
 from monitoring.store.engine import open_store
 
@@ -144,11 +143,6 @@ def scrape_target(target: scrape.Target) -> scrape.Counters:
         return scrape.scrape(target, client, datetime.now(UTC))
 
 
-def _store_readings(readings: list[ReplicaSample]) -> ingestion.IngestReport:
-    # The store keys samples by service alone for now: replicas are combined per service.
-    return store(per_service(readings))
-
-
 def _ingest_prometheus(
     url: str, rules: mapping.Mapping, window: tuple[datetime, datetime], step: timedelta
 ) -> Outcome:
@@ -157,7 +151,7 @@ def _ingest_prometheus(
         window,
         step,
         fetch=lambda first, last: fetch_chunk(url, rules, first, last, step),
-        store=_store_readings,
+        store=store,  # replica rows: the store adds each service's combined row
         explain=lambda metric, first, last: explain_empty(url, rules, metric, first, last, step),
     )
     return Outcome(window[0], done.end, done.reports, done.missing, done.replicas)
@@ -169,7 +163,7 @@ def _ingest_scrape(interval_s: float, memory_limit_bytes: float) -> Outcome:
         _scrape_targets(), _scrape_all, time.sleep, _now, interval_s, memory_limit_bytes
     )
     outcome = Outcome(started, max(started, done.stamp), missing=done.missing)
-    outcome.reports.append(_store_readings(done.readings))
+    outcome.reports.append(store(done.readings))
     outcome.replicas.update((r.service, r.replica) for r in done.readings)
     return outcome
 

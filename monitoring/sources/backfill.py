@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from monitoring.samples import Sample
 from monitoring.sources.prometheus import RangeResult, chunks
-from monitoring.sources.replicas import ReplicaSample
 
 Report = TypeVar("Report")
 FetchChunk = Callable[[datetime, datetime], RangeResult]  # [first, last] instants: see `chunks`
@@ -32,10 +32,10 @@ def backfill(
     window: tuple[datetime, datetime],
     step: timedelta,
     fetch: FetchChunk,
-    store: Callable[[list[ReplicaSample]], Report],
+    store: Callable[[list[Sample]], Report],
     explain: Explain,
 ) -> Backfill[Report]:
-    """Each chunk of `window` fetched and stored in turn. A chunk whose fetch raises is listed
+    """Each chunk of `window` fetched and its replica rows stored in turn. A chunk whose fetch raises is listed
     in `missing` with its range and the rest go on; the window recorded for the next run then
     ends where the first failed chunk starts, so the next run fetches it again. A metric whose
     query returned nothing is explained once, not once per chunk."""

@@ -20,9 +20,8 @@ from typing import Any
 
 import httpx
 
-from monitoring.samples import METRICS
+from monitoring.samples import METRICS, Sample
 from monitoring.sources.mapping import Mapping
-from monitoring.sources.replicas import ReplicaSample, replica_sample
 
 MAX_POINTS = 11_000  # Prometheus refuses a query_range with more points per series
 CHUNK_POINTS = 10_000  # what one chunk asks for, below that limit
@@ -35,7 +34,7 @@ class PrometheusError(RuntimeError):
 
 @dataclass
 class RangeResult:
-    readings: list[ReplicaSample] = field(default_factory=list)
+    readings: list[Sample] = field(default_factory=list)  # one row per replica and instant
     empty: list[str] = field(default_factory=list)  # metrics whose query returned no series
     problems: list[str] = field(default_factory=list)
 
@@ -163,8 +162,8 @@ def _query_range(
 
 def _join(
     series: dict[str, list[dict[str, Any]]], mapping: Mapping, problems: list[str]
-) -> list[ReplicaSample]:
-    """Readings where all five metrics have a finite value; what is left out is counted."""
+) -> list[Sample]:
+    """Replica rows where all five metrics have a finite value; what is left out is counted."""
     points: dict[tuple[str, str, float], dict[str, float]] = defaultdict(dict)
     labels = (mapping.service_label, mapping.replica_label)
     for metric, results in series.items():
@@ -190,6 +189,6 @@ def _join(
     if len(complete) < len(points):
         problems.append(f"{len(points) - len(complete)} replica instants lack a metric: left out")
     return [
-        replica_sample(service, replica, _instant(stamp), values)
+        Sample(service=service, timestamp=_instant(stamp), replica=replica, **values)
         for (service, replica, stamp), values in sorted(complete.items())
     ]

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.sources.replicas import ReplicaSample
+from monitoring.samples import Sample
 
 CPU = "process_cpu_seconds_total"
 MEMORY = "process_resident_memory_bytes"
@@ -129,9 +129,10 @@ def _add(totals: dict[str, float], name: str, labels: Mapping[str, str], value: 
 
 def rates(
     target: Target, before: Counters, after: Counters, memory_limit_bytes: float, stamp: datetime
-) -> ReplicaSample:
-    """The five metrics between two scrapes, as a reading at `stamp` (one instant for a whole
-    round, so that the replicas of a service line up). A counter that went down was reset (the
+) -> Sample:
+    """The five metrics between two scrapes, as the replica's row at `stamp` (one instant for a
+    whole round, so that the replicas of a service line up and the store can add their service's
+    row). A counter that went down was reset (the
     replica restarted), so all of its current value is the increase, as in PromQL."""
     seconds = (after.at - before.at).total_seconds()
     if seconds <= 0:
@@ -141,7 +142,7 @@ def rates(
         raise ScrapeError(
             f"{target.service} {target.replica}: no request in {seconds:.0f} s, so no latency"
         )
-    return ReplicaSample(
+    return Sample(
         service=target.service,
         replica=target.replica,
         timestamp=stamp,
@@ -166,7 +167,7 @@ ReadAll = Callable[[list[Target]], Mapping[Target, Counters | str]]
 @dataclass
 class Round:
     stamp: datetime
-    readings: list[ReplicaSample] = field(default_factory=list)
+    readings: list[Sample] = field(default_factory=list)  # one row per replica
     missing: list[str] = field(default_factory=list)
 
 

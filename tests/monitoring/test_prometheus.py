@@ -124,7 +124,7 @@ def test_query_default_mapping_gives_each_replica_its_five_metrics(fleet: Fleet)
     assert 0 < a.memory_usage <= 100 and 0 <= a.cpu_usage <= 100
 
 
-def test_ingest_prometheus_backfill_stores_each_service_once_per_step(
+def test_ingest_prometheus_backfill_stores_each_replica_and_its_service_once_per_step(
     fleet: Fleet, settings: ServingSettings, prefect_harness: None
 ) -> None:
     from flows.ingest import ingest_flow
@@ -135,10 +135,17 @@ def test_ingest_prometheus_backfill_stores_each_service_once_per_step(
     result = ingest_flow(source="prometheus", prometheus_url=fleet.url, **window)
     again = ingest_flow(source="prometheus", prometheus_url=fleet.url, **window)
     assert result["missing"] == [] and result["replicas"] == 2
-    assert result["accepted"] == again["accepted"] == 5  # one web sample per second, 5 instants
+    assert result["accepted"] == again["accepted"] == 10  # a row per replica and second, 5 seconds
     with Session(open_store(settings.database_url)) as session:
-        assert count_samples(session) == 5
+        assert count_samples(session) == 5  # the service's own rows, which the store added
+        assert count_samples(session, replica=None) == 15
         last = read_samples(session)[-1]
+        own_a = read_samples(session, replica=fleet.a.instance)[-1]
+        own_b = read_samples(session, replica=fleet.b.instance)[-1]
+    assert own_a.timestamp == own_b.timestamp == last.timestamp
+    assert own_a.error_rate == pytest.approx(25.0) and own_b.error_rate == 0.0
+    assert own_a.network_latency == pytest.approx(150.0)
+    assert own_b.network_latency == pytest.approx(50.0)
     # Both replicas, weighted by their request rates, which Prometheus extrapolates for each
     # target on its own scrape times: near, not exactly, the 10 errors in 60 requests.
     assert last.error_rate == pytest.approx(100 * 10 / 60, rel=0.05)

@@ -171,11 +171,17 @@ def test_ingest_scrape_stores_scrape_targets_and_reports_an_unreachable_one_by_n
         ["web 127.0.0.1", dead.rsplit(":", 1)[1]]
     ]
     with Session(open_store(settings.database_url)) as session:
-        [row] = read_samples(session)
+        [own] = read_samples(session, replica=a.instance)
+        [service_row] = read_samples(session)
+        assert read_samples(session, replica=dead.removeprefix("http://")) == []
     # Each scrape sees whole ticks of 3 x 200 in 100 ms and 1 x 500 in 300 ms.
-    assert (row.service, row.error_rate) == ("web", pytest.approx(25.0))
-    assert row.network_latency == pytest.approx(150.0)
-    assert 0 < row.request_count <= 60 * 4 / 0.05  # at most one tick of 4 every 50 ms
+    assert (own.service, own.error_rate) == ("web", pytest.approx(25.0))
+    assert own.network_latency == pytest.approx(150.0)
+    assert 0 < own.request_count <= 60 * 4 / 0.05  # at most one tick of 4 every 50 ms
+    # The service's row is the store's combination of its replicas: here, of the one read.
+    assert (service_row.replica, service_row.timestamp) == ("", own.timestamp)
+    assert service_row.error_rate == pytest.approx(own.error_rate)
+    assert service_row.request_count == pytest.approx(own.request_count)
 
 
 def test_ingest_scrape_without_targets_reads_the_registered_endpoints(
@@ -198,7 +204,16 @@ def test_ingest_scrape_without_targets_reads_the_registered_endpoints(
     result = ingest_flow(source="scrape")
     assert (result["missing"], result["replicas"]) == ([], 2)
     with Session(engine) as session:
-        [row] = read_samples(session)
-    # The service row weighs a's 25 % of errors by its share of the requests (4 of 6 a tick).
-    assert row.service == "web" and 0 < row.error_rate < 25
-    assert 50 < row.network_latency < 150
+        [first] = read_samples(session, replica="web-0")
+        [second] = read_samples(session, replica="web-1")
+        [service_row] = read_samples(session)
+    assert (first.service, first.error_rate) == ("web", pytest.approx(25.0))
+    assert first.network_latency == pytest.approx(150.0)
+    assert (second.error_rate, second.network_latency) == (0.0, pytest.approx(50.0))
+    # Beside them, the service's row: requests summed, errors and latency weighted by them.
+    total = first.request_count + second.request_count
+    assert service_row.timestamp == first.timestamp == second.timestamp
+    assert service_row.request_count == pytest.approx(total)
+    assert service_row.error_rate == pytest.approx(25.0 * first.request_count / total)
+    share = first.request_count / total
+    assert service_row.network_latency == pytest.approx(150 * share + 50 * (1 - share))

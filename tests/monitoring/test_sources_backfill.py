@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitoring.samples import Sample
 from monitoring.sources.backfill import backfill
 from monitoring.sources.prometheus import CHUNK_POINTS, MAX_POINTS, RangeResult, chunks
-from monitoring.sources.replicas import ReplicaSample
 
 DAY = timedelta(days=1)
 MINUTE = timedelta(minutes=1)
@@ -71,8 +71,8 @@ def test_chunks_refuse_a_step_or_size_prometheus_would_not_take(
         chunks(T0, T0 + DAY, step, points)
 
 
-def _reading(at: datetime, replica: str = "web-0") -> ReplicaSample:
-    return ReplicaSample("web", replica, at, 10.0, 20.0, 30.0, 1.0, 600.0)
+def _reading(at: datetime, replica: str = "web-0") -> Sample:
+    return Sample("web", at, 10.0, 20.0, 30.0, 1.0, 600.0, replica=replica)
 
 
 class Server:
