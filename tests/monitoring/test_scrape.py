@@ -8,6 +8,7 @@ where the test has the replicas serve a known mix, so every figure is exact. The
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,8 @@ from monitoring.sources import scrape
 from monitoring.store import control
 from monitoring.store.engine import open_store
 from monitoring.store.metrics import read_samples
+from serving.fleet.plan import ReplicaSpec
+from serving.fleet.processes import free_ports, launch, stop, wait_ready
 from serving.settings import ServingSettings
 from tests.support.net import free_port
 from tests.support.otel_service import OtelService
@@ -89,6 +92,32 @@ def test_scrape_round_gives_each_replica_its_five_metrics_for_a_known_mix(
     assert (rb.error_rate, rb.network_latency) == (0.0, pytest.approx(50.0))
     assert rb.request_count == pytest.approx(80.0)
     assert 0 < ra.memory_usage <= 100 and 0 <= ra.cpu_usage <= 100
+
+
+def test_scrape_round_reads_a_demo_fleet_replica_through_its_endpoint() -> None:
+    spec = ReplicaSpec("checkout", "checkout-0", free_ports(1)[0], 5.0)
+    process = launch(spec, 7)
+    client_s: list[float] = []
+
+    def serve() -> None:
+        # 12 answered; the fault's own POST, which the replica times like any request; 4 x 503.
+        calls = [("/work", {})] * 12 + [("/faults", {"kind": "errors", "rate": 1.0})]
+        with httpx.Client(base_url=spec.base_url, timeout=10) as client:
+            for path, body in calls + [("/work", {})] * 4:
+                started = time.perf_counter()
+                client.post(path, json=body)
+                client_s.append(time.perf_counter() - started)
+
+    try:
+        wait_ready(process)
+        targets = scrape.targets_from_endpoints([(spec.name, spec.url, spec.service)])
+        [reading] = _round(targets, Clock(serve)).readings
+    finally:
+        stop([process])
+    assert (reading.service, reading.replica) == ("checkout", "checkout-0")
+    assert reading.error_rate == pytest.approx(100 * 4 / 17)
+    assert reading.request_count == pytest.approx(60 * 17 / 15)
+    assert 0 < reading.network_latency <= 1000 * sum(client_s) / 17  # the server's share of it
 
 
 def test_scrape_round_reports_an_unreachable_target_by_name_and_reads_the_others(
