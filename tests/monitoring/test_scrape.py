@@ -181,6 +181,7 @@ def test_rates_count_a_counter_that_went_down_from_zero_as_promql_does() -> None
 # The flow: real clock, Prefect tasks, the store.
 
 
+@pytest.mark.slow  # a Prefect flow run; the dead target's retries take 7 s
 def test_ingest_scrape_stores_scrape_targets_and_reports_an_unreachable_one_by_name(
     services: Callable[..., OtelService],
     settings: ServingSettings,
@@ -213,6 +214,7 @@ def test_ingest_scrape_stores_scrape_targets_and_reports_an_unreachable_one_by_n
     assert service_row.request_count == pytest.approx(own.request_count)
 
 
+@pytest.mark.slow  # a Prefect flow run
 def test_ingest_scrape_without_targets_reads_the_registered_endpoints(
     services: Callable[..., OtelService],
     settings: ServingSettings,
