@@ -32,11 +32,19 @@ def up(
     seed: Annotated[
         bool, typer.Option(help="seed simulated metrics and train on an empty store")
     ] = True,
+    fleet: Annotated[
+        bool,
+        typer.Option(help="run the demo fleet (docs/fleet.md), scraped and healed (auto)"),
+    ] = True,
+    chaos: Annotated[
+        bool, typer.Option(help="the demo fleet's chaos schedule (a fault now and then)")
+    ] = True,
 ) -> None:
-    """Start Prefect (server, deployments, worker), the MLflow UI and the API; Ctrl-C stops all."""
+    """Start Prefect (server, deployments, worker), the MLflow UI, the API and the demo fleet;
+    Ctrl-C stops all."""
     from serving.cli.platform import run_platform
 
-    run_platform(load_settings(), seed=seed)
+    run_platform(load_settings(), seed=seed, fleet=fleet, chaos=chaos)
 
 
 @app.command()

@@ -12,6 +12,9 @@ What is guaranteed about the children's lifetime (Linux):
 A process that clears its environment and escapes its parent's group is out of reach, and so is
 everything if the reaper itself is killed together with `up` (both by `kill -9`): then PDEATHSIG
 still stops the direct children.
+
+Each child's output goes through `up` to its own stdout, line by line, and its last lines are
+kept, so that a child that does not become ready is reported with what it said last.
 """
 
 from __future__ import annotations
@@ -22,15 +25,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from serving.cli import reaper
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+TAIL_LINES = 20  # of each child's output, kept for the message when it fails to start
 
 
 @dataclass(frozen=True)
@@ -57,13 +64,23 @@ class GaveUp(Exception):
     """A child crashed too often; the message says which and how often."""
 
 
+class StartFailed(Exception):
+    """A step of the start-up failed (a child not ready in time, a command that failed); the
+    message says what, and where to look (the log file or the last lines of its output)."""
+
+
 @dataclass
 class Child:
     name: str
     command: list[str]
     process: subprocess.Popen[bytes]
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     crashes: list[float] = field(default_factory=list)
     restart_at: float | None = None
+
+    def last_lines(self, count: int = 3) -> str:
+        """Its last non-empty output lines, on one line."""
+        return last_lines(self.tail, count)
 
 
 @dataclass
@@ -82,20 +99,41 @@ class Supervisor:
     def reaper_pid(self) -> int | None:
         return self._reaper.pid if self._reaper else None
 
-    def start(self, name: str, command: Sequence[str]) -> None:
+    def start(self, name: str, command: Sequence[str]) -> Child:
         if self._reaper is None:
             self._reaper = self._start_reaper()
         say(f"starting {name}: {' '.join(command)}")
-        self.children.append(Child(name, list(command), self._spawn(command)))
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        child = Child(name, list(command), self._spawn(command, tail), tail)
+        self.children.append(child)
+        return child
 
     def check(self) -> None:
         """Restarts the children that are due; raises GaveUp when one crashed too often."""
         for child in self.children:
             if child.restart_at is not None:
                 if self.clock() >= child.restart_at:
-                    child.process, child.restart_at = self._spawn(child.command), None
+                    child.process = self._spawn(child.command, child.tail)
+                    child.restart_at = None
             elif child.process.poll() is not None:
                 self._crashed(child)
+
+    def wait_ready(
+        self, child: Child, ready: Callable[[], bool], timeout: float, what: str
+    ) -> None:
+        """Waits until `ready()` (restarting crashed children meanwhile); raises StartFailed,
+        with the child's last output lines, if it is not ready within `timeout` seconds."""
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            self.check()
+            if ready():
+                return
+            time.sleep(0.5)
+        said = child.last_lines()
+        raise StartFailed(
+            f"{child.name} did not {what} within {timeout:g} s"
+            + (f"; its last lines: {said}" if said else "; it printed nothing")
+        )
 
     def _crashed(self, child: Child) -> None:
         child.crashes.append(self.clock())
@@ -129,13 +167,39 @@ class Supervisor:
                 self._reaper.communicate(timeout=grace)  # ends its stdin: it sweeps once more
             self._reaper = None
 
-    def _spawn(self, command: Sequence[str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
+    def run_once(
+        self, command: Sequence[str], cwd: Path | None, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs a one-off command (a start-up step) to its end, its output captured; like a
+        child, it carries the marker and PDEATHSIG, so it dies with `up` too."""
+        if self._reaper is None:
+            self._reaper = self._start_reaper()
+        return subprocess.run(
             list(command),
-            env={**self.env, reaper.MARKER_VARIABLE: self.marker},
+            env=self.marked_env(),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
+
+    def marked_env(self) -> dict[str, str]:
+        return {**self.env, reaper.MARKER_VARIABLE: self.marker}
+
+    def _spawn(self, command: Sequence[str], tail: deque[str]) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            list(command),
+            env=self.marked_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),
         )
+        assert process.stdout is not None
+        threading.Thread(target=_relay, args=(process.stdout, tail), daemon=True).start()
+        return process
 
     def _start_reaper(self) -> subprocess.Popen[bytes]:
         script = Path(reaper.__file__)
@@ -167,7 +231,7 @@ def run(
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C skips to the stop
             before_stop()
         return 0
-    except GaveUp as exc:
+    except (GaveUp, StartFailed) as exc:
         say(f"{exc}; stopping everything")
         return 1
     finally:
@@ -176,6 +240,24 @@ def run(
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _relay(stream: IO[bytes], tail: deque[str]) -> None:
+    """Copies a child's output to ours line by line, keeping its last lines in `tail`."""
+    out = sys.stdout
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        tail.append(line.rstrip("\n"))
+        with contextlib.suppress(OSError, ValueError):  # our stdout closed: keep the tail only
+            out.write(line)
+            out.flush()
+    stream.close()
+
+
+def last_lines(lines: Iterable[str], count: int = 3, width: int = 300) -> str:
+    """The last `count` non-empty lines, each cut to `width` characters, joined on one line."""
+    kept = [line.strip()[:width] for line in lines if line.strip()]
+    return " | ".join(kept[-count:])
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:

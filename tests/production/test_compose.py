@@ -68,6 +68,13 @@ def test_compose_api_and_worker_reach_models_only_through_the_mlflow_server() ->
         assert not service.get("volumes"), f"{name} shares a folder"
 
 
+def test_compose_worker_and_api_reach_relaycore_through_the_api_service() -> None:
+    api_port = services()["api"]["ports"][0].rsplit(":", 1)[1]
+    for name in ("api", "worker", "deploy"):
+        url = services()[name]["environment"]["ORCHESTRATOR_API_URL"]
+        assert url == f"http://api:{api_port}", name
+
+
 def settings_classes() -> list[type[BaseSettings]]:
     """Every settings model of monitoring/ and serving/ (subclasses included)."""
     found: list[type[BaseSettings]] = []

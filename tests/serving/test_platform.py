@@ -1,5 +1,6 @@
-"""`automatrix up`: its parts that talk to a real Prefect server (the test harness), and its
-supervisor, with real processes (tiny `python -c` children, tests/support/supervised.py)."""
+"""`automatrix up`: its parts that talk to a real Prefect server (the test harness), its
+supervisor, with real processes (tiny `python -c` children, tests/support/supervised.py), the
+settings it gives the demo, and one full `up` with the demo fleet."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+import httpx
 import prefect
 import pytest
 from prefect.client.orchestration import get_client
@@ -25,9 +27,18 @@ from prefect.states import Pending, Running, Scheduled
 
 from flows.train import train_flow
 from flows.train_capacity import train_capacity_flow
+from monitoring.config import AlertSettings, OrchestratorSettings
+from serving.cli import ports
 from serving.cli.flowruns import cancel_in_flight
-from serving.cli.platform import set_training_schedules
+from serving.cli.platform import (
+    Demo,
+    demo_settings,
+    fleet_refusal,
+    hide_password,
+    set_training_schedules,
+)
 from serving.cli.supervisor import GaveUp, RestartPolicy, Supervisor
+from serving.settings import ServingSettings
 from tests.support.net import free_port
 from tests.support.polling import wait_for
 
@@ -263,3 +274,162 @@ def test_up_with_a_taken_port_exits_2_naming_the_port_and_its_holder(tmp_path: P
     line = f"[automatrix] port {port} (PREFECT_PORT) on 127.0.0.1 is taken by pid {os.getpid()} ("
     assert done.stdout.startswith(line) and len(done.stdout.splitlines()) == 1
     assert "Traceback" not in done.stderr and not (tmp_path / "prefect").exists()
+
+
+# --- what `up` sets for the demo -----------------------------------------------------------
+
+DEMO_VARIABLES = (
+    "HOST",
+    "API_PORT",
+    "INGEST_SOURCE",
+    "PROMETHEUS_URL",
+    "SCRAPE_TARGETS",
+    "HEALING_MODE",
+    "ORCHESTRATOR_API_URL",
+    "ALERTMANAGER_URL",
+    "ALERT_WEBHOOK_URL",
+)
+
+
+def _demo(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], fleet: bool = True) -> Demo:
+    for name in DEMO_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"API_PORT": "8123", **env}.items():
+        monkeypatch.setenv(name, value)
+    return demo_settings(
+        ServingSettings(_env_file=None),  # type: ignore[call-arg]
+        OrchestratorSettings(_env_file=None),  # type: ignore[call-arg]
+        AlertSettings(_env_file=None),  # type: ignore[call-arg]
+        fleet=fleet,
+        chaos=True,
+    )
+
+
+def test_demo_scrapes_the_fleet_heals_for_real_and_points_the_flow_at_its_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    demo = _demo(monkeypatch, {})
+    assert demo.values == {
+        "ORCHESTRATOR_API_URL": "http://127.0.0.1:8123",
+        "INGEST_SOURCE": "scrape",
+        "HEALING_MODE": "auto",
+    }
+    assert demo.kept == {}
+
+
+def test_demo_keeps_every_setting_the_user_exported(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "PROMETHEUS_URL": "http://127.0.0.1:9090",
+        "HEALING_MODE": "dry_run",
+        "ORCHESTRATOR_API_URL": "http://127.0.0.1:9999",
+        "ALERTMANAGER_URL": "http://127.0.0.1:9093",
+    }
+    demo = _demo(monkeypatch, env)
+    assert demo.values == {}
+    assert demo.kept == {
+        "ORCHESTRATOR_API_URL": "http://127.0.0.1:9999",
+        "INGEST_SOURCE": "prometheus",
+        "HEALING_MODE": "dry_run",
+        "ALERTMANAGER_URL": "http://127.0.0.1:9093",
+    }
+
+
+def test_no_fleet_leaves_the_source_and_healing_at_their_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    demo = _demo(monkeypatch, {"HOST": "0.0.0.0"}, fleet=False)
+    assert demo.values == {"ORCHESTRATOR_API_URL": "http://127.0.0.1:8123"}
+
+
+def test_fleet_is_refused_beside_an_api_bound_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST", "10.1.2.3")
+    refusal = fleet_refusal(ServingSettings(_env_file=None))  # type: ignore[call-arg]
+    assert refusal == "HOST=10.1.2.3 is not a loopback address; the fleet runs on 127.0.0.1 only"
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert fleet_refusal(ServingSettings(_env_file=None)) is None  # type: ignore[call-arg]
+
+
+def test_start_up_lines_hide_a_urls_password() -> None:
+    assert hide_password("http://am:s3cret@127.0.0.1:9093") == "http://am:***@127.0.0.1:9093"
+    assert hide_password("http://127.0.0.1:9093") == "http://127.0.0.1:9093"
+
+
+# --- `automatrix up` for real ----------------------------------------------------------------
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _endpoints(api: str) -> list[dict]:
+    try:
+        found = httpx.get(f"{api}/api/v2/relaycore/endpoints", timeout=5)
+    except httpx.HTTPError:
+        return []
+    return list(found.json()) if found.is_success else []
+
+
+@pytest.mark.slow
+def test_up_runs_the_demo_fleet_in_relaycore_and_its_children_die_with_it(
+    tmp_path: Path,
+) -> None:
+    """The one full `up`: Prefect, MLflow, the API and the fleet, on free ports and a private
+    store; the fleet's six replicas are registered, the children got up's settings (an exported
+    ALERTMANAGER_URL kept), and a `kill -9` of up takes the API and the replicas with it."""
+    alertmanager = f"http://127.0.0.1:{free_port()}"
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PREFECT_PORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
+        "API_PORT": str(api_port),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'automatrix.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "MODEL_SAVE_PATH": str(tmp_path / "models"),
+        "ALERTMANAGER_URL": alertmanager,
+    }
+    for name in ("HEALING_MODE", "INGEST_SOURCE", "ORCHESTRATOR_API_URL", "API_KEY"):
+        env.pop(name, None)
+    api = f"http://127.0.0.1:{api_port}"
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen(
+            [str(Path(sys.executable).with_name("automatrix")), "up", "--no-seed"],
+            env=env,
+            cwd=REPO,  # prefect.yaml
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    children: list[int] = []
+    try:
+        wait_for(lambda: up.poll() is not None or len(_endpoints(api)) == 6, 240, 0.5)
+        assert up.poll() is None, log.read_text()[-3000:]
+        endpoints = _endpoints(api)
+        assert sorted(e["service"] for e in endpoints) == ["checkout"] * 3 + ["search"] * 3
+        assert all(e["url"].startswith("http://127.0.0.1:") for e in endpoints)
+        replicas = [ports.holder(int(e["url"].split(":")[2].split("/")[0])) for e in endpoints]
+        api_holder = ports.holder(api_port)
+        assert api_holder is not None and all(replicas)
+        children = [api_holder[0], *(found[0] for found in replicas if found)]
+        seen = _environ(api_holder[0])
+        assert seen["ORCHESTRATOR_API_URL"] == api and seen["ALERTMANAGER_URL"] == alertmanager
+        assert seen["INGEST_SOURCE"] == "scrape" and seen["HEALING_MODE"] == "auto"
+        said = log.read_text()
+        assert (
+            f"[automatrix] up sets for every child (export one to change it):"
+            f" ORCHESTRATOR_API_URL={api} INGEST_SOURCE=scrape HEALING_MODE=auto"
+        ) in said
+        assert f"[automatrix] kept as you set them: ALERTMANAGER_URL={alertmanager}" in said
+        up.kill()
+        up.wait()
+        wait_for(lambda: not any(map(_alive, children)), 20, 0.2)
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
