@@ -1,8 +1,10 @@
 """The orchestration flow: detect anomalies, assess each service, decide and heal (every 5 min).
 
 The API process publishes the anomalies this flow stores on its WebSocket (it watches the
-table), so the flow needs no connection to the API, except for RelayCore drain and restore
-(ORCHESTRATOR_API_URL).
+table), so the flow needs no connection to the API, except for RelayCore's drain and restore and
+its live figures per endpoint (ORCHESTRATOR_API_URL). Each replica's series is detected on its
+own; a drained replica is probed over HTTP (127.0.0.1 only) before it is restored; the replica
+count scaling starts from is RelayCore's registered, undrained endpoints (read from the store).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from monitoring.healing.actions import Mode
 from monitoring.healing.executors import base_executors
 from monitoring.healing.policy import ModelHealth
 from monitoring.orchestrator import cycle as orchestrator
+from monitoring.orchestrator.replicas import serving_count
 from monitoring.store.engine import open_store
 
 
@@ -30,18 +33,17 @@ def _context(
 ) -> orchestrator.OrchestratorContext:
     settings, config = get_settings(), get_orchestrator_settings()
     key = settings.api_key.get_secret_value() if settings.api_key else None
-    context = orchestrator.OrchestratorContext(
-        engine=open_store(settings.database_url),
+    engine = open_store(settings.database_url)
+    return orchestrator.OrchestratorContext(
+        engine=engine,
         settings=config,
         predictor=predictor,
         model=model,
+        endpoints=http_endpoints(config, engine),
         executors={**base_executors(config), **relaycore_executors(config, key)},
         alerting=get_alert_settings(),
         promoted_of=registry_promoted(settings.model_name),
     )
-    if config.orchestrator_api_url:
-        context.endpoints = http_endpoints(config)
-    return context
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -95,7 +97,8 @@ def load_forecaster() -> FittedForecaster | None:
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def detect(service: str, now: datetime) -> list[dict[str, Any]]:
-    """Scores the service's new samples; stores and returns the anomalies that opened."""
+    """Scores the new samples of the service's own series and of each of its replicas; stores
+    and returns the anomalies that opened (those scored on arrival are not scored again)."""
     return orchestrator.detect_service(_context().engine, service, now, get_orchestrator_settings())
 
 
@@ -103,9 +106,12 @@ def detect(service: str, now: datetime) -> list[dict[str, Any]]:
 def assess(
     service: str, now: datetime, predictor: Predictor | None, forecaster: FittedForecaster | None
 ) -> Assessment:
-    engine = _context().engine
-    config = get_orchestrator_settings()
-    return orchestrator.assess_service(engine, service, now, predictor, config, forecaster)
+    """One service; its scaling starts from its registered, undrained endpoints in RelayCore."""
+    context = _context()
+    replicas = serving_count(context.endpoints_of()(service))
+    return orchestrator.assess_service(
+        context.engine, service, now, predictor, context.settings, forecaster, replicas
+    )
 
 
 # No retries: a healing action runs once, and a failure is recorded, never repeated.
@@ -115,7 +121,13 @@ def heal(
 ) -> list[dict[str, Any]]:
     actions = orchestrator.heal(_context(model=model), assessments, mode, "orchestrate-flow")
     return [
-        {"id": a.id, "kind": str(a.kind), "service": a.service, "state": str(a.state)}
+        {
+            "id": a.id,
+            "kind": str(a.kind),
+            "service": a.service,
+            "replica": a.replica,
+            "state": str(a.state),
+        }
         for a in actions
     ]
 

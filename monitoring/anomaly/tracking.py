@@ -3,8 +3,10 @@
 The orchestrator runs every few minutes; it does not keep detectors alive between runs. Each run
 replays a bounded warm-up window (three days by default: the detector's daily profile needs
 three visits of each time of day) into fresh detectors, then scores only the rows after the
-service's cursor. That keeps state bounded and in the database (the cursor and the open
-anomaly), at the cost of re-reading the window: about a second for five services.
+series' cursor (a service's own series and each replica's have their own). That keeps state
+bounded and in the database (the cursor and the open anomaly), at the cost of re-reading the
+window: about a second per series. A caller that keeps the detector (`TrackingResult.detector`)
+feeds it only the new rows next time.
 
 An anomaly opens on a row whose combined score reaches `open_score`. It stays open while some
 metric of the service is still unusual (its own score at least `extend_score`), and closes once
@@ -51,6 +53,9 @@ class TrackingResult:
     scored_until: datetime | None = None
     latest_score: float = 0.0
     rows_scored: int = 0
+    # The detector after the replay: fed every row up to `scored_until`, so a caller that keeps
+    # it can feed only the next rows instead of replaying the warm-up window again.
+    detector: ServiceAnomalyDetector | None = None
 
     @property
     def opened(self) -> list[Episode]:
@@ -66,11 +71,13 @@ def track(
     scored_until: datetime | None,
     open_episode: Episode | None,
     config: TrackingConfig | None = None,
+    detector: ServiceAnomalyDetector | None = None,
 ) -> TrackingResult:
-    """Replays `samples` (time-ordered, one service) and tracks anomalies after `scored_until`."""
+    """Replays `samples` (time-ordered, one series: a service's or one replica's) and tracks
+    anomalies after `scored_until`; `detector`, if given, is one already warmed up to it."""
     cfg = config or TrackingConfig()
-    detector = ServiceAnomalyDetector()
-    result = TrackingResult(scored_until=scored_until)
+    detector = detector or ServiceAnomalyDetector()
+    result = TrackingResult(scored_until=scored_until, detector=detector)
     current = open_episode
     if current is not None:
         result.episodes.append(current)

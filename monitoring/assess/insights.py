@@ -142,13 +142,47 @@ def recommend(
     capacity: CapacityForecast | None,
     settings: OrchestratorSettings,
     service: str,
+    replicas: int | None = None,
 ) -> Recommendation:
     """The predictive mode when a CPU forecast exists, else Kubernetes' HPA rule alone.
+
+    It starts from `replicas`, the service's registered, undrained endpoints; without any
+    (None or 0), from the SCALING_REPLICAS setting. The first reason says which.
 
     Each run starts a fresh autoscaler: the stabilisation window and rate limits apply within
     a decision, while the cluster's own HPA keeps them across decisions.
     """
-    current = settings.replicas(service)
+    current, source = current_replicas(service, replicas, settings)
+    rec = _recommend(frame, now, capacity, settings, current)
+    return replace(rec, reasons=(source, *rec.reasons))
+
+
+def current_replicas(
+    service: str, registered: int | None, settings: OrchestratorSettings
+) -> tuple[int, str]:
+    """The replica count scaling starts from, and where it came from."""
+    if registered:
+        return registered, (
+            f"current replicas: {registered}, the registered, undrained endpoints of {service}"
+            " in RelayCore"
+        )
+    configured = settings.replicas(service)
+    name = (
+        "SCALING_REPLICAS" if service in settings.scaling_replicas else "SCALING_DEFAULT_REPLICAS"
+    )
+    return configured, (
+        f"current replicas: {configured}, from {name}: no endpoint of {service} is registered"
+        " in RelayCore"
+    )
+
+
+def _recommend(
+    frame: pd.DataFrame,
+    now: datetime,
+    capacity: CapacityForecast | None,
+    settings: OrchestratorSettings,
+    current: int,
+) -> Recommendation:
     target = settings.scaling_target_cpu
     cpu_now = float(frame["cpu_usage"].tail(NOW_ROWS).mean())
     metrics = [MetricSample("cpu_usage", cpu_now, target)]
@@ -193,8 +227,10 @@ def assess(
     predictor: Predictor | None,
     settings: OrchestratorSettings,
     choice: SeriesChoice | None = None,
+    replicas: int | None = None,
 ) -> Assessment:
-    """Everything the orchestrator knows about one service from its recent samples."""
+    """Everything the orchestrator knows about one service from its recent samples; `replicas`
+    is its registered, undrained endpoint count (None: none registered)."""
     found = Assessment(service, now, len(samples))
     if len(samples) < MIN_RISK_ROWS:
         found.problems.append(
@@ -212,6 +248,6 @@ def assess(
         )
     except InsufficientHistory as exc:
         found.problems.append(f"no capacity forecast yet: {exc}")
-    found.recommendation = recommend(frame, now, found.capacity, settings, service)
+    found.recommendation = recommend(frame, now, found.capacity, settings, service, replicas)
     found.cost = monthly_cost(found.recommendation, settings.scaling_price_per_replica_hour)
     return found

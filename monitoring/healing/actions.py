@@ -72,6 +72,14 @@ class Action:
     undo_of: str | None = None
     mode: Mode | None = None  # the mode it was submitted in (None: an undo or a manual action)
 
+    @property
+    def replica(self) -> str | None:
+        """The replica (RelayCore endpoint) a drain or restore moves; None: the service's."""
+        if self.kind not in (ActionKind.DRAIN_ENDPOINT, ActionKind.RESTORE_ENDPOINT):
+            return None
+        found = self.params.get("replica") or self.params.get("endpoint")
+        return None if found is None else str(found)
+
 
 @dataclass(frozen=True)
 class ActionResult:

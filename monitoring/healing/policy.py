@@ -1,17 +1,24 @@
 """The healing policy: what should be done about one service, given what is known about it.
 
+A replica is drained only on evidence that is its own (its own anomaly, RelayCore's errors or
+latency for it) and only when most of its service's replicas are not bad alike: trouble shared
+by most replicas is the service's, and goes to scaling instead. A drained replica is restored on
+a probe's evidence, since without traffic its own metrics say nothing.
+
 Pure: inputs in, proposals out. Modes, rate limits and execution belong to the engine
 (monitoring/healing/engine.py).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from monitoring.assess.scaling import Recommendation
 from monitoring.healing.actions import ActionKind, Mode
+from monitoring.healing.probe import ProbeReport
 
 
 @dataclass(frozen=True)
@@ -28,19 +35,34 @@ class HealingPolicy:
     rate_limit: timedelta = timedelta(minutes=15)
     drain_error_rate: float = 0.2
     drain_anomaly_score: float = 0.9
-    restore_error_rate: float = 0.05
+    # A replica whose RelayCore latency is this many times its peers' median is slow on its own.
+    drain_latency_ratio: float = 3.0
+    # More than this share of a service's serving replicas bad alike: service-wide, never drained.
+    service_wide_share: float = 0.5
+    # A drained replica comes back when every probe answers below 500 and their median latency
+    # is within this many times its service's normal (and never held to less than the floor).
+    restore_latency_ratio: float = 3.0
+    restore_latency_floor_ms: float = 10.0
     model_error_ratio: float = 1.25
     command_risk: float = 0.8
     webhook_url: str | None = None
+    max_replicas: int = 100
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class EndpointHealth:
+    """One replica (a RelayCore endpoint) and the evidence that is its own: RelayCore's error
+    rate and latency for it, its own open anomaly, and for a drained one, a probe."""
+
     name: str
     error_rate: float
     drained: bool = False
     anomaly_score: float = 0.0
+    latency_ms: float | None = None
+    url: str | None = None
+    anomaly_metrics: tuple[str, ...] = ()
+    probe: ProbeReport | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,8 @@ class HealingInputs:
     risk: float | None = None
     recommendation: Recommendation | None = None
     anomalies: Sequence[str] = ()
+    # The service's normal latency (ms), which a drained replica's probe is held to.
+    normal_latency_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,38 +98,118 @@ class Proposal:
     undo: str | None
 
 
-def endpoint_proposals(inputs: HealingInputs, policy: HealingPolicy) -> list[Proposal]:
-    out: list[Proposal] = []
-    serving = [e for e in inputs.endpoints if not e.drained]
-    for e in inputs.endpoints:
-        bad = (
-            e.error_rate > policy.drain_error_rate or e.anomaly_score >= policy.drain_anomaly_score
+def own_evidence(
+    endpoint: EndpointHealth, peers: Sequence[EndpointHealth], policy: HealingPolicy
+) -> list[str]:
+    """What says this replica, and not its service, is bad: its own anomaly, or RelayCore's
+    errors or latency for it (latency only against its peers', so a slow service is not)."""
+    found = []
+    if endpoint.anomaly_score >= policy.drain_anomaly_score:
+        metrics = ", ".join(endpoint.anomaly_metrics) or "its metrics"
+        found.append(f"its own anomaly (score {endpoint.anomaly_score:.2f} on {metrics})")
+    if endpoint.error_rate > policy.drain_error_rate:
+        found.append(
+            f"RelayCore error rate {endpoint.error_rate:.1%} > {policy.drain_error_rate:.0%}"
         )
-        # Draining the last serving endpoint would turn a degraded service into an outage.
-        if not e.drained and bad and len(serving) > 1:
-            serving = [s for s in serving if s.name != e.name]
-            why = f"error rate {e.error_rate:.1%}, anomaly score {e.anomaly_score:.2f}"
-            out.append(
-                Proposal(
-                    ActionKind.DRAIN_ENDPOINT,
-                    e.name,
-                    why,
-                    {"endpoint": e.name},
-                    f"restore endpoint {e.name} in RelayCore",
-                )
+    normal = median_latency(peers)
+    if endpoint.latency_ms is not None and normal:
+        ratio = endpoint.latency_ms / normal
+        if ratio >= policy.drain_latency_ratio:
+            found.append(
+                f"RelayCore latency {endpoint.latency_ms:.0f} ms, {ratio:.1f}x its peers' "
+                f"{normal:.0f} ms"
             )
-        elif e.drained and e.error_rate <= policy.restore_error_rate and e.anomaly_score < 0.5:
-            why = f"recovered: error rate {e.error_rate:.1%}"
-            out.append(
-                Proposal(
-                    ActionKind.RESTORE_ENDPOINT,
-                    e.name,
-                    why,
-                    {"endpoint": e.name},
-                    f"drain endpoint {e.name} again",
-                )
-            )
+    return found
+
+
+def median_latency(endpoints: Sequence[EndpointHealth]) -> float | None:
+    values = sorted(e.latency_ms for e in endpoints if e.latency_ms is not None)
+    return statistics.median(values) if values else None
+
+
+def service_wide(inputs: HealingInputs, policy: HealingPolicy) -> str | None:
+    """Why the trouble is the service's rather than a replica's (most serving replicas bad
+    alike), or None. Two or more replicas are needed to tell them apart."""
+    serving = [e for e in inputs.endpoints if not e.drained]
+    bad = [e.name for e in serving if _evidence(e, serving, policy)]
+    if len(serving) < 2 or len(bad) <= policy.service_wide_share * len(serving):
+        return None
+    return f"service-wide: {len(bad)} of {len(serving)} replicas alike ({', '.join(bad)})"
+
+
+def _evidence(e: EndpointHealth, serving: Sequence[EndpointHealth], p: HealingPolicy) -> list[str]:
+    return own_evidence(e, [s for s in serving if s.name != e.name], p)
+
+
+def drain_proposals(inputs: HealingInputs, policy: HealingPolicy) -> list[Proposal]:
+    """Drains the replicas bad on their own evidence, unless the trouble is service-wide, and
+    never the last serving one (that would turn a degraded service into an outage)."""
+    serving = [e for e in inputs.endpoints if not e.drained]
+    if service_wide(inputs, policy) is not None:
+        return []
+    judged = [(e, _evidence(e, serving, policy)) for e in serving]
+    out: list[Proposal] = []
+    left = len(serving)
+    for e, evidence in judged:
+        if not evidence or left <= 1:
+            continue
+        left -= 1
+        why = f"{e.name} on its own evidence: " + "; ".join(evidence)
+        params = {"endpoint": e.name, "replica": e.name, "evidence": evidence}
+        undo = f"restore endpoint {e.name} in RelayCore"
+        out.append(Proposal(ActionKind.DRAIN_ENDPOINT, e.name, why, params, undo))
     return out
+
+
+def probe_verdict(
+    report: ProbeReport | None, normal_ms: float | None, policy: HealingPolicy
+) -> tuple[bool, str]:
+    """Whether a drained replica's probe says it is healthy again, and the evidence."""
+    if report is None or not report.statuses:
+        why = report.problem if report is not None and report.problem else "not probed"
+        return False, f"no probe evidence: {why}"
+    answers = ", ".join("none" if s is None else str(s) for s in report.statuses)
+    said = f"probed {report.url} {len(report.statuses)}x: status {answers}"
+    if any(s is None or s >= 500 for s in report.statuses):
+        return False, said
+    median = report.median_ms or 0.0
+    if normal_ms is None:
+        return True, f"{said}, median {median:.0f} ms (no normal latency known: status only)"
+    limit = max(policy.restore_latency_ratio * normal_ms, policy.restore_latency_floor_ms)
+    verdict = median <= limit
+    word = "within" if verdict else "above"
+    return verdict, (
+        f"{said}, median {median:.0f} ms {word} {limit:.0f} ms "
+        f"({policy.restore_latency_ratio:g}x its service's normal {normal_ms:.0f} ms)"
+    )
+
+
+def restore_proposals(inputs: HealingInputs, policy: HealingPolicy) -> list[Proposal]:
+    """Restores a drained replica once probes of it are healthy; its own metrics, without
+    traffic, say nothing."""
+    out: list[Proposal] = []
+    for e in inputs.endpoints:
+        if not e.drained:
+            continue
+        healthy, evidence = probe_verdict(e.probe, inputs.normal_latency_ms, policy)
+        if not healthy:
+            continue
+        params: dict[str, object] = {"endpoint": e.name, "replica": e.name}
+        if e.probe is not None:
+            params["probe"] = e.probe.describe()
+        if e.url:
+            params["url"] = e.url
+        why = f"{e.name} recovered: {evidence}"
+        out.append(
+            Proposal(
+                ActionKind.RESTORE_ENDPOINT, e.name, why, params, f"drain endpoint {e.name} again"
+            )
+        )
+    return out
+
+
+def endpoint_proposals(inputs: HealingInputs, policy: HealingPolicy) -> list[Proposal]:
+    return drain_proposals(inputs, policy) + restore_proposals(inputs, policy)
 
 
 def model_proposal(inputs: HealingInputs, policy: HealingPolicy) -> Proposal | None:
@@ -129,18 +233,29 @@ def model_proposal(inputs: HealingInputs, policy: HealingPolicy) -> Proposal | N
     return Proposal(ActionKind.ROLLBACK_CHAMPION, f"{m.name}@{m.alias}", why, params, undo)
 
 
-def scaling_proposal(inputs: HealingInputs, policy: HealingPolicy) -> Proposal | None:
+def scaling_proposal(
+    inputs: HealingInputs, policy: HealingPolicy, wide: str | None = None
+) -> Proposal | None:
+    """The recommendation, sent to the webhook; a service-wide anomaly (`wide`) asks for at
+    least one replica more, since draining cannot help."""
     rec = inputs.recommendation
-    if rec is None or policy.webhook_url is None or rec.direction == "hold":
+    if policy.webhook_url is None:
         return None
-    why = f"{rec.rule}: {rec.current_replicas} -> {rec.desired_replicas}; " + "; ".join(rec.reasons)
-    params = {
-        "url": policy.webhook_url,
-        "current": rec.current_replicas,
-        "desired": rec.desired_replicas,
-        "rule": rec.rule,
-    }
-    undo = f"send {rec.current_replicas} replicas to the webhook"
+    serving = len([e for e in inputs.endpoints if not e.drained])
+    current = rec.current_replicas if rec is not None else serving
+    desired = rec.desired_replicas if rec is not None else current
+    reasons = [] if rec is None else [f"{rec.rule}: {current} -> {desired}", *rec.reasons]
+    rule = "hold" if rec is None else rec.rule
+    if wide is not None and desired <= current and current < policy.max_replicas:
+        desired, rule = current + 1, "service-wide"
+        reasons.insert(0, f"{wide}: scale out to {desired} instead of draining")
+    elif wide is not None:
+        reasons.insert(0, f"{wide}: no drain")
+    if desired == current:
+        return None
+    params = {"url": policy.webhook_url, "current": current, "desired": desired, "rule": rule}
+    why = "; ".join(reasons) or f"{current} -> {desired}"
+    undo = f"send {current} replicas to the webhook"
     return Proposal(ActionKind.SCALING_WEBHOOK, policy.webhook_url, why, params, undo)
 
 
@@ -160,7 +275,7 @@ def decide(inputs: HealingInputs, policy: HealingPolicy) -> list[Proposal]:
     """What the policy would do about one service now, before modes and rate limits."""
     single = (
         model_proposal(inputs, policy),
-        scaling_proposal(inputs, policy),
+        scaling_proposal(inputs, policy, service_wide(inputs, policy)),
         command_proposal(inputs, policy),
     )
     return endpoint_proposals(inputs, policy) + [p for p in single if p is not None]

@@ -9,7 +9,7 @@ without any of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,30 +19,29 @@ from sqlalchemy.orm import Session
 
 from monitoring.alerts import pipeline as alert_pipeline
 from monitoring.alerts.delivery import Post, http_post
-from monitoring.anomaly.tracking import Episode, TrackingConfig, track
 from monitoring.assess.capacity_model import FittedForecaster
-from monitoring.assess.insights import Assessment, OpenAnomaly, Predictor, assess
+from monitoring.assess.insights import NOW_ROWS, Assessment, OpenAnomaly, Predictor, assess
 from monitoring.config import AlertSettings, OrchestratorSettings, get_settings
 from monitoring.healing.actions import Action, ActionKind, ActionResult, ActionState, Executor, Mode
 from monitoring.healing.engine import HealingEngine
-from monitoring.healing.policy import EndpointHealth, HealingInputs, ModelHealth
+from monitoring.healing.policy import EndpointHealth, HealingInputs, ModelHealth, median_latency
+from monitoring.healing.probe import Probe, http_probe, no_probe
+from monitoring.orchestrator import arrival
+from monitoring.orchestrator.replicas import serving_count, stored_endpoints
+from monitoring.samples import SERVICE_ROW
 from monitoring.store.metrics import read_samples, service_names
-from monitoring.store.orchestrator import (
-    CLOSED,
-    OPEN,
-    SqlActionRepository,
-    cursors,
-    set_cursor,
-    severity_of,
-    utcnow,
-)
+from monitoring.store.orchestrator import OPEN, SqlActionRepository, utcnow
 from monitoring.store.tables import AnomalyRow
 
+describe_anomaly = arrival.describe_anomaly
+
 Publish = Callable[[str, dict[str, Any]], object]
-EndpointsOf = Callable[[str, float], list[EndpointHealth]]
+# A service's registered RelayCore endpoints (drained ones too), with RelayCore's figures for each.
+EndpointsOf = Callable[[str], list[EndpointHealth]]
 # The forecaster's whole window (four weekly cycles, so a weekly season can apply); the risk's
 # trends need only the last hour of it.
 ASSESS_HISTORY = timedelta(days=28)
+LATENCY_NOW = timedelta(minutes=10)
 
 
 @dataclass
@@ -52,7 +51,10 @@ class OrchestratorContext:
     predictor: Predictor | None = None
     forecaster: FittedForecaster | None = None
     model: ModelHealth | None = None
-    endpoints: EndpointsOf = lambda _service, _score: []
+    # None: RelayCore's desired state in the store (names, URLs, drains; no figures).
+    endpoints: EndpointsOf | None = None
+    # How a drained replica is probed before it is restored (127.0.0.1 only by default).
+    probe: Probe = field(default_factory=http_probe)
     executors: Mapping[ActionKind, Executor] = field(default_factory=dict)
     publish: Publish = lambda _type, _payload: None
     clock: Callable[[], datetime] = utcnow
@@ -64,14 +66,27 @@ class OrchestratorContext:
     def repository(self) -> SqlActionRepository:
         return SqlActionRepository(self.engine)
 
+    def endpoints_of(self) -> EndpointsOf:
+        return self.endpoints or stored_endpoints(self.engine)
+
     def healing(self) -> HealingEngine:
         executors = dict(self.executors)
         restore = executors.get(ActionKind.RESTORE_ENDPOINT)
         if restore is not None:
             executors[ActionKind.RESTORE_ENDPOINT] = restoring(self.repository(), restore)
-        return HealingEngine(
-            self.repository(), executors, self.settings.healing_policy(), clock=self.clock
+        policy = replace(
+            self.settings.healing_policy(), max_replicas=self.settings.scaling_max_replicas
         )
+        return HealingEngine(self.repository(), executors, policy, clock=self.clock)
+
+
+@dataclass(frozen=True)
+class ReplicaAnomaly:
+    """A replica's open anomaly of its own metrics."""
+
+    metrics: tuple[str, ...]
+    score: float
+    start: datetime
 
 
 @dataclass
@@ -84,86 +99,42 @@ class CycleReport:
     alerts: alert_pipeline.AlertReport | None = None
 
 
-def describe_anomaly(row: AnomalyRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "service": row.service,
-        "metrics": list(row.metrics),
-        "start": row.start.isoformat(),
-        "end": row.end.isoformat(),
-        "score": round(row.score, 4),
-        "severity": row.severity,
-        "state": row.state,
-    }
-
-
 # --- detection ----------------------------------------------------------------------------
-
-
-def tracking_config(settings: OrchestratorSettings) -> TrackingConfig:
-    return TrackingConfig(
-        open_score=settings.anomaly_open_score,
-        quiet=timedelta(minutes=settings.anomaly_quiet_minutes),
-    )
 
 
 def detect_service(
     engine: Engine, service: str, now: datetime, settings: OrchestratorSettings
 ) -> list[dict[str, Any]]:
-    """Scores the service's new rows, stores what opened, grew or closed; returns the new ones."""
-    with Session(engine) as session, session.begin():
-        cursor = cursors(session, [service]).get(service)
-        first = now - timedelta(hours=settings.detector_first_lookback_hours)
-        scored_from = cursor or first
-        start = scored_from - timedelta(hours=settings.detector_warmup_hours)
-        samples = read_samples(session, start=start, end=now, services=[service])
-        open_row = _open_row(session, service)
-        episode = None if open_row is None else _episode(open_row)
-        result = track(samples, scored_from, episode, tracking_config(settings))
-        stored = [_store(session, service, e, open_row) for e in result.episodes]
-        if result.scored_until is not None:
-            set_cursor(session, service, result.scored_until)
-        session.flush()
-        return [
-            describe_anomaly(row)
-            for row, e in zip(stored, result.episodes, strict=True)
-            if e.id is None
-        ]
-
-
-def _open_row(session: Session, service: str) -> AnomalyRow | None:
-    query = select(AnomalyRow).where(AnomalyRow.service == service, AnomalyRow.state == OPEN)
-    return session.scalars(query.order_by(AnomalyRow.start.desc())).first()
-
-
-def _episode(row: AnomalyRow) -> Episode:
-    return Episode(row.start, row.end, row.score, list(row.metrics), id=row.id)
-
-
-def _store(
-    session: Session, service: str, episode: Episode, open_row: AnomalyRow | None
-) -> AnomalyRow:
-    now = utcnow()
-    row = open_row if episode.id is not None and open_row is not None else None
-    if row is None:
-        row = AnomalyRow(service=service, created_at=now)
-        session.add(row)
-    row.metrics, row.start, row.end = list(episode.metrics), episode.start, episode.end
-    row.score, row.severity = episode.score, severity_of(episode.score)
-    row.state, row.updated_at = (CLOSED if episode.closed else OPEN), now
-    return row
+    """Scores the new rows of the service's own series and of each of its replicas; stores what
+    opened, grew or closed and returns the anomalies that opened."""
+    return arrival.detect_arrived(engine, [service], now, settings)
 
 
 def detect_all(
     engine: Engine, services: Sequence[str], now: datetime, settings: OrchestratorSettings
 ) -> list[dict[str, Any]]:
-    return [a for s in services for a in detect_service(engine, s, now, settings)]
+    return arrival.detect_arrived(engine, services, now, settings)
 
 
-def open_anomalies(engine: Engine, service: str) -> list[OpenAnomaly]:
-    query = select(AnomalyRow).where(AnomalyRow.service == service, AnomalyRow.state == OPEN)
+def open_anomalies(engine: Engine, service: str, replica: str = SERVICE_ROW) -> list[OpenAnomaly]:
+    """The open anomalies of the service's own series (or of one replica's, by name)."""
+    query = select(AnomalyRow).where(
+        AnomalyRow.service == service, AnomalyRow.replica == replica, AnomalyRow.state == OPEN
+    )
     with Session(engine) as session:
         return [OpenAnomaly(tuple(r.metrics), r.score) for r in session.scalars(query)]
+
+
+def replica_anomalies(engine: Engine, service: str) -> dict[str, ReplicaAnomaly]:
+    """Each replica's strongest open anomaly of its own metrics, by replica name."""
+    query = select(AnomalyRow).where(
+        AnomalyRow.service == service, AnomalyRow.replica != SERVICE_ROW, AnomalyRow.state == OPEN
+    )
+    found: dict[str, ReplicaAnomaly] = {}
+    with Session(engine) as session:
+        for r in session.scalars(query.order_by(AnomalyRow.score)):
+            found[r.replica] = ReplicaAnomaly(tuple(r.metrics), r.score, r.start)
+    return found
 
 
 # --- assessment and healing ---------------------------------------------------------------
@@ -176,33 +147,83 @@ def assess_service(
     predictor: Predictor | None,
     settings: OrchestratorSettings,
     forecaster: FittedForecaster | None = None,
+    replicas: int | None = None,
 ) -> Assessment:
-    """One service's assessment; its CPU forecast uses the forecaster's fitted choice if any."""
+    """One service's assessment; its CPU forecast uses the forecaster's fitted choice if any,
+    and its scaling advice starts from `replicas` (the serving endpoints; None or 0: none is
+    registered, so the SCALING_REPLICAS setting)."""
     with Session(engine) as session:
         samples = read_samples(session, start=now - ASSESS_HISTORY, end=now, services=[service])
     anomalies = open_anomalies(engine, service)
     choice = forecaster.choice_for(service, "cpu_usage") if forecaster else None
-    return assess(service, samples, now, anomalies, predictor, settings, choice=choice)
+    return assess(
+        service, samples, now, anomalies, predictor, settings, choice=choice, replicas=replicas
+    )
 
 
 def healing_inputs(
     assessment: Assessment,
     anomalies: Sequence[OpenAnomaly],
-    endpoints: EndpointsOf,
-    drained: Sequence[str] = (),
+    registered: Sequence[EndpointHealth],
+    drained: Mapping[str, Action] | None = None,
+    own: Mapping[str, ReplicaAnomaly] | None = None,
+    restored: Mapping[str, datetime] | None = None,
+    probe: Probe = no_probe,
 ) -> HealingInputs:
-    """What the policy needs; a drained endpoint is judged by its service's latest error rate."""
-    score = max((a.score for a in anomalies), default=0.0)
-    live = endpoints(assessment.service, score)
-    errors = assessment.health.get("error_rate", 100.0) / 100.0
-    names = {e.name for e in live}
-    live += [EndpointHealth(n, errors, True, score) for n in drained if n not in names]
+    """What the policy needs about one service, each replica with its own evidence.
+
+    - A serving replica carries RelayCore's figures for it and its own open anomaly; an anomaly
+      that began before the replica's last restore is the one that drained it, not new evidence.
+    - A replica that healing drained (`drained`, from the audit) is probed: without traffic its
+      own metrics say nothing. One drained by someone else is theirs, and left out.
+    - The service's normal latency, which a probe is held to, is its serving replicas' median in
+      RelayCore, else the service's own latency now.
+    """
+    drained, own, restored = drained or {}, own or {}, restored or {}
+    endpoints: list[EndpointHealth] = []
+    for e in registered:
+        if e.drained:
+            if e.name in drained:
+                endpoints.append(_probed(e, probe))
+            continue
+        found = own.get(e.name)
+        since = restored.get(e.name)
+        if found is not None and (since is None or found.start > since):
+            e = replace(e, anomaly_score=found.score, anomaly_metrics=found.metrics)
+        endpoints.append(e)
+    names = {e.name for e in registered}
+    for name, drain in drained.items():
+        if name not in names:  # drained by removal (before drains kept endpoints registered)
+            url = drain.params.get("url")
+            gone = EndpointHealth(name, 0.0, True, url=None if url is None else str(url))
+            endpoints.append(_probed(gone, probe))
+    normal = median_latency([e for e in endpoints if not e.drained])
     return HealingInputs(
         service=assessment.service,
-        endpoints=live,
+        endpoints=endpoints,
         risk=None if assessment.risk is None else assessment.risk.risk,
         recommendation=assessment.recommendation,
         anomalies=sorted({m for a in anomalies for m in a.metrics}),
+        normal_latency_ms=normal or assessment.health.get("network_latency"),
+    )
+
+
+def _probed(endpoint: EndpointHealth, probe: Probe) -> EndpointHealth:
+    drained = replace(endpoint, drained=True, anomaly_score=0.0, anomaly_metrics=())
+    return drained if not endpoint.url else replace(drained, probe=probe(endpoint.url))
+
+
+def heal_inputs(ctx: OrchestratorContext, assessment: Assessment) -> HealingInputs:
+    """Reads one service's evidence (RelayCore, the store, the audit, probes) for the policy."""
+    service, repository = assessment.service, ctx.repository()
+    return healing_inputs(
+        assessment,
+        open_anomalies(ctx.engine, service),
+        ctx.endpoints_of()(service),
+        drained_endpoints(repository, service),
+        replica_anomalies(ctx.engine, service),
+        restored_endpoints(repository, service),
+        ctx.probe,
     )
 
 
@@ -216,13 +237,39 @@ def heal(
     healing = ctx.healing()
     actions: list[Action] = []
     for assessment in assessments:
-        anomalies = open_anomalies(ctx.engine, assessment.service)
-        drained = drained_endpoints(ctx.repository(), assessment.service)
-        inputs = healing_inputs(assessment, anomalies, ctx.endpoints, list(drained))
-        actions += healing.run(inputs, mode, started_by)
+        actions += healing.run(heal_inputs(ctx, assessment), mode, started_by)
     if ctx.model is not None:
         actions += healing.run(HealingInputs(ctx.model.name, model=ctx.model), mode, started_by)
     return actions
+
+
+def heal_replicas(
+    ctx: OrchestratorContext,
+    services: Sequence[str],
+    now: datetime,
+    mode: Mode | None = None,
+    started_by: str = "arrival",
+) -> list[Action]:
+    """Drains and restores only, each replica on its own evidence: cheap enough to follow
+    `detect_arrived` on every arrival (no assessment, no forecast). Scaling, commands and
+    rollbacks stay with the five-minute cycle, which has the history they need."""
+    mode = mode or ctx.settings.healing_mode
+    healing = ctx.healing()
+    healing.policy = replace(healing.policy, webhook_url=None, commands={})
+    actions: list[Action] = []
+    for service in services:
+        health = {"network_latency": latency_now(ctx.engine, service, now)}
+        now_only = Assessment(service, now, 0, {k: v for k, v in health.items() if v is not None})
+        actions += healing.run(heal_inputs(ctx, now_only), mode, started_by)
+    return actions
+
+
+def latency_now(engine: Engine, service: str, now: datetime) -> float | None:
+    """The service's own latency now: the mean of its last rows within ten minutes."""
+    with Session(engine) as session:
+        rows = read_samples(session, start=now - LATENCY_NOW, end=now, services=[service])
+    recent = [s.network_latency for s in rows[-NOW_ROWS:]]
+    return sum(recent) / len(recent) if recent else None
 
 
 def known_services(engine: Engine) -> list[str]:
@@ -243,8 +290,17 @@ def run_cycle(
     new = detect_all(ctx.engine, services, now, ctx.settings)
     for anomaly in new:
         ctx.publish("anomaly", anomaly)
+    endpoints = ctx.endpoints_of()
     assessments = [
-        assess_service(ctx.engine, s, now, ctx.predictor, ctx.settings, ctx.forecaster)
+        assess_service(
+            ctx.engine,
+            s,
+            now,
+            ctx.predictor,
+            ctx.settings,
+            ctx.forecaster,
+            replicas=serving_count(endpoints(s)),
+        )
         for s in services
     ]
     actions = heal(ctx, assessments, mode, started_by)
@@ -280,6 +336,16 @@ def drained_endpoints(repository: SqlActionRepository, service: str) -> dict[str
         if action.kind in moves and action.state is ActionState.SUCCEEDED and endpoint:
             latest.setdefault(str(endpoint), action)
     return {n: a for n, a in latest.items() if a.kind is ActionKind.DRAIN_ENDPOINT}
+
+
+def restored_endpoints(repository: SqlActionRepository, service: str) -> dict[str, datetime]:
+    """When each endpoint of a service was last restored by a successful action."""
+    found: dict[str, datetime] = {}
+    for action in repository.list(service=service, kind=ActionKind.RESTORE_ENDPOINT):
+        endpoint = action.params.get("endpoint")
+        if action.state is ActionState.SUCCEEDED and endpoint:
+            found.setdefault(str(endpoint), action.updated_at or action.created_at)
+    return found
 
 
 def restoring(repository: SqlActionRepository, executor: Executor) -> Executor:

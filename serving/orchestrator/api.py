@@ -23,6 +23,7 @@ from monitoring.config import get_alert_settings, get_orchestrator_settings
 from monitoring.healing.actions import Action, ActionState, Mode
 from monitoring.healing.engine import ActionError
 from monitoring.orchestrator import cycle as orchestrator
+from monitoring.orchestrator.replicas import serving_count, stored_endpoints
 from monitoring.store.metrics import read_samples
 from monitoring.store.orchestrator import (
     OPEN,
@@ -211,8 +212,15 @@ def _insights(state: AppState, engine: Engine, service: str) -> ServiceInsights:
     loaded = state.holder.current
     predictor = loaded.model.predict if loaded is not None else None
     now = utcnow()
+    replicas = serving_count(stored_endpoints(engine)(service))
     found = orchestrator.assess_service(
-        engine, service, now, predictor, get_orchestrator_settings(), state.forecaster.current
+        engine,
+        service,
+        now,
+        predictor,
+        get_orchestrator_settings(),
+        state.forecaster.current,
+        replicas,
     )
     open_rows = find_anomalies(engine, AnomalyFilter(service=service, state=OPEN))
     recent = SqlActionRepository(engine).list(service=service, limit=20)

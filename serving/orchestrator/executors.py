@@ -15,6 +15,7 @@ from monitoring.config import OrchestratorSettings
 from monitoring.healing.actions import Action, ActionKind, ActionResult, Executor
 from monitoring.healing.executors import base_executors, endpoint_data, rollback_champion
 from monitoring.healing.policy import EndpointHealth
+from routing.status import EndpointStatus
 from serving.relaycore.service import RelayCore
 from serving.state import AppState
 
@@ -27,30 +28,35 @@ def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], Coroutine[Any, A
 
 
 def relay_drain(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor:
-    """Takes the endpoint out of RelayCore's shared desired state, as the flow's DELETE does."""
+    """Drains the endpoint in RelayCore's shared desired state, as the flow's drain call does:
+    kept registered (so it can be probed and restored), sent nothing new."""
 
     def drain(action: Action) -> ActionResult:
         name = str(action.params["endpoint"])
         try:
-            endpoint = on_loop(loop, lambda: relay.remove_endpoint(name))
+            spec = on_loop(loop, lambda: relay.set_drained(name, True))
         except Exception as exc:  # UnknownEndpoint and the like: a result, not a crash
             return ActionResult(False, f"RelayCore refused: {exc}")
-        found = {
-            "url": endpoint.url,
-            "service": endpoint.service,
-            "max_concurrency": endpoint.max_concurrency,
-        }
-        return ActionResult(True, f"drained {name} from RelayCore", endpoint_data(found))
+        found = {"url": spec.url, "service": spec.service, "max_concurrency": spec.max_concurrency}
+        return ActionResult(True, f"drained {name} in RelayCore", endpoint_data(found))
 
     return drain
 
 
 def relay_restore(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor:
-    """Puts the endpoint back into the shared desired state from what its drain recorded."""
+    """Routes to the endpoint again; one that is no longer registered (drained by removal,
+    before drains kept endpoints) is registered again from what its drain recorded."""
 
     def restore(action: Action) -> ActionResult:
         p = action.params
-        name, url = str(p["endpoint"]), p.get("url")
+        name = str(p["endpoint"])
+        if name in {e.name for e in relay.desired_endpoints()}:
+            try:
+                on_loop(loop, lambda: relay.set_drained(name, False))
+            except Exception as exc:
+                return ActionResult(False, f"RelayCore refused: {exc}")
+            return ActionResult(True, f"restored {name} in RelayCore")
+        url = p.get("url")
         if not url:
             return ActionResult(False, f"no URL recorded for {name}: cannot restore")
         concurrency = int(p["max_concurrency"]) if p.get("max_concurrency") else None
@@ -59,22 +65,35 @@ def relay_restore(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor
             on_loop(loop, lambda: relay.add_endpoint(name, str(url), service, concurrency))
         except Exception as exc:
             return ActionResult(False, f"RelayCore refused: {exc}")
-        return ActionResult(True, f"restored {name} in RelayCore")
+        return ActionResult(True, f"restored {name} in RelayCore (registered again)")
 
     return restore
 
 
-def relay_endpoints(relay: RelayCore | None) -> Callable[[str, float], list[EndpointHealth]]:
-    def endpoints(service: str, anomaly_score: float) -> list[EndpointHealth]:
+def relay_endpoints(relay: RelayCore | None) -> Callable[[str], list[EndpointHealth]]:
+    """A service's registered endpoints (drained ones too) with this process's RelayCore
+    figures for each: its error rate and latency."""
+
+    def endpoints(service: str) -> list[EndpointHealth]:
         if relay is None:
             return []
+        live = {e.name: e for e in relay.router.status().endpoints}
         return [
-            EndpointHealth(e.name, e.error_rate, False, anomaly_score)
-            for e in relay.router.status().endpoints
-            if e.service == service
+            endpoint_health(spec.name, spec.url, spec.drained, live.get(spec.name))
+            for spec in relay.desired_endpoints()
+            if spec.service == service
         ]
 
     return endpoints
+
+
+def endpoint_health(
+    name: str, url: str, drained: bool, stats: EndpointStatus | None
+) -> EndpointHealth:
+    if stats is None:
+        return EndpointHealth(name, 0.0, drained, url=url)
+    latency = stats.latency_avg_ms if stats.latency_avg_ms is not None else stats.p50_ms
+    return EndpointHealth(name, stats.error_rate, drained, latency_ms=latency, url=url)
 
 
 def rollback_and_reload(state: AppState) -> Executor:

@@ -13,6 +13,11 @@ from monitoring.healing.actions import Mode
 class AnomalyInfo(BaseModel):
     id: int
     service: str
+    replica: str | None = Field(
+        default=None,
+        description="the replica (RelayCore endpoint name) whose own metrics it is in; "
+        "null: the service's own, combined series",
+    )
     metrics: list[str] = Field(description="the metrics involved, strongest first")
     start: datetime
     end: datetime
@@ -92,6 +97,11 @@ class HealingActionInfo(BaseModel):
     id: str
     kind: str
     service: str
+    replica: str | None = Field(
+        default=None,
+        description="the replica (RelayCore endpoint name) it drains or restores; "
+        "null: an action on the service as a whole",
+    )
     target: str
     cause: str
     started_by: str

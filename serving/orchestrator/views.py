@@ -37,6 +37,7 @@ def anomaly(row: AnomalyRow) -> AnomalyInfo:
     return AnomalyInfo(
         id=row.id,
         service=row.service,
+        replica=row.replica or None,
         metrics=list(row.metrics),
         start=row.start,
         end=row.end,
@@ -55,6 +56,7 @@ def action(a: Action) -> HealingActionInfo:
         id=a.id,
         kind=str(a.kind),
         service=a.service,
+        replica=a.replica,
         target=a.target,
         cause=a.reason,
         started_by=a.started_by,

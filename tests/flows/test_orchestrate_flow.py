@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,10 +14,18 @@ from sqlalchemy.orm import Session
 from flows.ingest import ingest_flow
 from flows.orchestrate import orchestrate_flow
 from monitoring.config import reset
+from monitoring.orchestrator import arrival
+from monitoring.store import ingestion
 from monitoring.store.engine import open_store
 from monitoring.store.orchestrator import AnomalyFilter, SqlActionRepository, find_anomalies
 from monitoring.store.tables import Incident
+from serving.fleet.fleet import Fleet
+from serving.fleet.plan import ReplicaSpec
+from serving.fleet.processes import free_ports
+from serving.fleet.relay import RelayRegistry
 from serving.settings import ServingSettings
+from tests.monitoring.test_orchestrator_replicas import LATENCY_FAULT, replica_rows
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
 NOW = datetime(2024, 5, 10, tzinfo=UTC)
@@ -77,3 +88,67 @@ def test_orchestrate_flow_auto_records_failed_webhook_without_retry(store: Servi
     assert len(actions) == len(result["actions"]) == 5
     assert {a.state for a in actions} == {"failed"}
     assert all("unreachable" in (a.result or "") for a in actions)
+
+
+@pytest.fixture
+def api_and_fleet(
+    settings: ServingSettings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Fleet]]:
+    """The API on a real socket (a thread, on the test's store) holding RelayCore, and three
+    replica processes of checkout registered in it; the flow reaches it as ORCHESTRATOR_API_URL."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    arrival.forget_warm()
+    port = free_ports(1)[0]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 60)
+    api = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=api, timeout=10)
+    running = Fleet(RelayRegistry(client), seed=4)
+    names = ("checkout-0", "checkout-1", "checkout-2")
+    running.start(
+        [ReplicaSpec("checkout", n, p, 5.0) for n, p in zip(names, free_ports(3), strict=True)]
+    )
+    monkeypatch.setenv("ORCHESTRATOR_API_URL", api)
+    reset()
+    yield api, running
+    running.stop()
+    client.close()
+    server.should_exit = True
+    thread.join(timeout=15)
+    arrival.forget_warm()
+
+
+def test_orchestrate_flow_drains_the_faulty_replica_over_http_then_restores_it_on_its_probes(
+    settings: ServingSettings, api_and_fleet: tuple[str, Fleet]
+) -> None:
+    api, running = api_and_fleet
+    engine = open_store(settings.database_url)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    ingestion.store_batch(engine, replica_rows(LATENCY_FAULT, now=now))
+    faulty = running.replicas("checkout")[0]
+
+    first = orchestrate_flow(mode="auto", as_of=now)
+    assert [(a["kind"], a["replica"], a["state"]) for a in first["actions"]] == [
+        ("drain_endpoint", "checkout-0", "succeeded")
+    ]
+    endpoints = httpx.get(f"{api}/api/v2/relaycore/endpoints", timeout=5).json()
+    assert {e["name"] for e in endpoints if e["drained"]} == {"checkout-0"}
+
+    later = now + timedelta(minutes=1)
+    [restore] = orchestrate_flow(mode="auto", as_of=later)["actions"]
+    assert (restore["kind"], restore["replica"], restore["state"]) == (
+        "restore_endpoint",
+        "checkout-0",
+        "succeeded",
+    )
+    [action] = [a for a in SqlActionRepository(engine).list() if a.id == restore["id"]]
+    assert f"probed {faulty.url} 3x: status 200, 200, 200" in action.reason
+    endpoints = httpx.get(f"{api}/api/v2/relaycore/endpoints", timeout=5).json()
+    assert [e["drained"] for e in endpoints] == [False, False, False]

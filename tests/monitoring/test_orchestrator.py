@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from monitoring.config import CommandSetting, OrchestratorSettings
 from monitoring.healing.actions import Action, ActionKind, ActionResult, ActionState, Mode
 from monitoring.healing.policy import EndpointHealth
+from monitoring.healing.probe import ProbeReport
 from monitoring.orchestrator import cycle as orchestrator
 from monitoring.sources.simulator import simulate
 from monitoring.store import ingestion, migrate
@@ -132,28 +133,37 @@ def test_run_cycle_auto_records_failed_command_once(engine: Engine) -> None:
     assert all(a.state is ActionState.RATE_LIMITED for a in second.actions)
 
 
-def test_run_cycle_drains_failing_endpoint_then_restores_it(engine: Engine) -> None:
-    registered = {"a": "http://127.0.0.1:1/a", "b": "http://127.0.0.1:1/b"}
+def test_run_cycle_drains_failing_endpoint_then_restores_it_on_its_probes(engine: Engine) -> None:
+    registered = {"a": False, "b": False}  # name: drained
     errors = {"a": 0.5, "b": 0.0}
+    probes: list[str] = []
 
     def drain(action: Action) -> ActionResult:
-        url = registered.pop(action.params["endpoint"])
-        return ActionResult(True, "drained", {"url": url, "service": action.service})
+        registered[action.params["endpoint"]] = True
+        return ActionResult(True, "drained", {"url": "http://127.0.0.1:1/a", "service": "checkout"})
 
     def restore(action: Action) -> ActionResult:
-        registered[action.params["endpoint"]] = action.params["url"]
+        registered[action.params["endpoint"]] = False
         return ActionResult(True, "restored")
 
-    def endpoints(service: str, _score: float) -> list[EndpointHealth]:
+    def endpoints(service: str) -> list[EndpointHealth]:
         if service != "checkout":
             return []
-        return [EndpointHealth(n, errors[n]) for n in registered]
+        return [
+            EndpointHealth(n, errors[n], d, url=f"http://127.0.0.1:1/{n}")
+            for n, d in registered.items()
+        ]
+
+    def probe(url: str) -> ProbeReport:
+        probes.append(url)
+        return ProbeReport(url, (200, 200, 200), (3.0, 4.0, 5.0))
 
     clock = [NOW]
     ctx = orchestrator.OrchestratorContext(
         engine,
         OrchestratorSettings(),
         endpoints=endpoints,
+        probe=probe,
         clock=lambda: clock[0],
         executors={ActionKind.DRAIN_ENDPOINT: drain, ActionKind.RESTORE_ENDPOINT: restore},
     )
@@ -161,13 +171,14 @@ def test_run_cycle_drains_failing_endpoint_then_restores_it(engine: Engine) -> N
     assert [(a.kind, a.target, a.state) for a in drained.actions] == [
         (ActionKind.DRAIN_ENDPOINT, "a", ActionState.SUCCEEDED)
     ]
-    assert "a" not in registered
-    clock[0] = NOW + timedelta(minutes=20)  # past the rate limit
+    assert registered["a"] and probes == []
+    clock[0] = NOW + timedelta(minutes=5)
     restored = orchestrator.run_cycle(ctx, now=clock[0], mode=Mode.AUTO)
     kinds = [(a.kind, a.target, a.state) for a in restored.actions]
-    # Drained, "a" gets no traffic: its service's error rate (0.2%) says it may come back.
+    # Drained, "a" gets no traffic: its probes, not its own metrics, say it may come back.
     assert kinds == [(ActionKind.RESTORE_ENDPOINT, "a", ActionState.SUCCEEDED)]
-    assert registered["a"] == "http://127.0.0.1:1/a"
+    assert probes == ["http://127.0.0.1:1/a"] and not registered["a"]
+    assert "probed http://127.0.0.1:1/a 3x: status 200, 200, 200" in restored.actions[0].reason
 
 
 def test_assess_service_with_short_history_says_so(engine: Engine) -> None:

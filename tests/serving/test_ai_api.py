@@ -147,6 +147,8 @@ def test_get_anomalies_filters_by_service_and_severity(ai: TestClient) -> None:
     assert all(a["score"] >= 0.995 and a["severity"] == "critical" for a in critical)
     first = everything["anomalies"][0]
     assert first["metrics"] and first["start"] <= first["end"]
+    # The simulator's services have no replicas: every anomaly is a service's own.
+    assert {a["replica"] for a in everything["anomalies"]} == {None}
 
 
 def test_get_anomalies_time_range_keeps_overlapping_ones(ai: TestClient) -> None:
@@ -326,16 +328,18 @@ def test_approve_unknown_action_is_404(ai: TestClient) -> None:
     assert ai.post(f"{AI}/actions/nope/rollback").status_code == 404
 
 
-def test_rollback_drain_restores_endpoint_in_relaycore(ai: TestClient) -> None:
+def test_rollback_drain_undrains_endpoint_in_relaycore(ai: TestClient) -> None:
     relay = "/api/v2/relaycore/endpoints"
     ai.post(relay, json={"name": "e1", "url": "http://127.0.0.1:9/e1", "service": "checkout"})
     action_id = add_action(ai, ActionKind.DRAIN_ENDPOINT, {"endpoint": "e1"}, ActionState.PENDING)
     drained = ai.post(f"{AI}/actions/{action_id}/approve").json()
     assert drained["state"] == "succeeded" and drained["params"]["url"] == "http://127.0.0.1:9/e1"
-    assert [e["name"] for e in ai.get(relay).json()] == []
+    assert drained["replica"] == "e1"
+    # Drained, it stays registered (so it can be probed and restored) and gets no traffic.
+    assert [(e["name"], e["drained"]) for e in ai.get(relay).json()] == [("e1", True)]
     undo = ai.post(f"{AI}/actions/{action_id}/rollback").json()
     assert undo["kind"] == "restore_endpoint" and undo["state"] == "succeeded"
-    assert [e["name"] for e in ai.get(relay).json()] == ["e1"]
+    assert [(e["name"], e["drained"]) for e in ai.get(relay).json()] == [("e1", False)]
     listed = {a["id"]: a for a in ai.get(f"{AI}/actions").json()["actions"]}
     assert (
         listed[action_id]["state"] == "rolled_back" and listed[undo["id"]]["undo_of"] == action_id

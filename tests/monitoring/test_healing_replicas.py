@@ -1,0 +1,133 @@
+"""Healing per replica: a replica is drained on its own evidence only, service-wide trouble goes to
+scaling, and a drained replica comes back on a probe's evidence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from monitoring.assess.scaling import Recommendation
+from monitoring.healing.actions import ActionKind
+from monitoring.healing.policy import (
+    EndpointHealth,
+    HealingInputs,
+    HealingPolicy,
+    decide,
+)
+from monitoring.healing.probe import ProbeReport
+
+POLICY = HealingPolicy(webhook_url="http://127.0.0.1:9/scale")
+HOLD = Recommendation("hpa", 3, 3, (), datetime(2024, 5, 1, tzinfo=UTC), ("cpu within",), 3)
+
+
+def replica(name: str, **evidence: object) -> EndpointHealth:
+    values: dict[str, object] = {"error_rate": 0.0, "latency_ms": 10.0, **evidence}
+    return EndpointHealth(name, **values)  # type: ignore[arg-type]
+
+
+def three(**first: object) -> tuple[EndpointHealth, ...]:
+    return (replica("checkout-0", **first), replica("checkout-1"), replica("checkout-2"))
+
+
+def kinds(inputs: HealingInputs) -> list[tuple[ActionKind, str]]:
+    return [(p.kind, p.target) for p in decide(inputs, POLICY)]
+
+
+def test_decide_own_anomaly_in_one_of_three_replicas_drains_exactly_that_one() -> None:
+    endpoints = three(anomaly_score=0.97, anomaly_metrics=("network_latency",))
+    [drain] = decide(HealingInputs("checkout", endpoints, recommendation=HOLD), POLICY)
+    assert (drain.kind, drain.target) == (ActionKind.DRAIN_ENDPOINT, "checkout-0")
+    assert "its own anomaly (score 0.97 on network_latency)" in drain.reason
+    assert drain.params["replica"] == "checkout-0"
+
+
+def test_decide_relaycore_errors_of_one_replica_drain_it() -> None:
+    inputs = HealingInputs("checkout", three(error_rate=0.5), recommendation=HOLD)
+    assert kinds(inputs) == [(ActionKind.DRAIN_ENDPOINT, "checkout-0")]
+
+
+def test_decide_replica_slow_against_its_peers_is_drained() -> None:
+    [drain] = decide(HealingInputs("checkout", three(latency_ms=200.0)), POLICY)
+    assert drain.target == "checkout-0" and "20.0x its peers' 10 ms" in drain.reason
+
+
+def test_decide_surge_on_all_three_replicas_drains_none_and_proposes_scaling() -> None:
+    surge = tuple(
+        replica(f"checkout-{i}", anomaly_score=0.95, anomaly_metrics=("request_count",))
+        for i in range(3)
+    )
+    [scale] = decide(HealingInputs("checkout", surge, recommendation=HOLD), POLICY)
+    assert scale.kind is ActionKind.SCALING_WEBHOOK
+    assert (scale.params["current"], scale.params["desired"]) == (3, 4)
+    assert scale.reason.startswith("service-wide: 3 of 3 replicas alike")
+
+
+def test_decide_most_replicas_bad_alike_is_service_wide() -> None:
+    endpoints = (
+        replica("checkout-0", error_rate=0.4),
+        replica("checkout-1", error_rate=0.5),
+        replica("checkout-2"),
+    )
+    assert kinds(HealingInputs("checkout", endpoints, recommendation=HOLD)) == [
+        (ActionKind.SCALING_WEBHOOK, POLICY.webhook_url)
+    ]
+
+
+def test_decide_service_wide_keeps_a_larger_recommendation() -> None:
+    out = Recommendation("predictive", 3, 6, (), HOLD.at, ("forecast",), 6)
+    surge = tuple(replica(f"c-{i}", anomaly_score=0.95) for i in range(3))
+    [scale] = decide(HealingInputs("checkout", surge, recommendation=out), POLICY)
+    assert scale.params["desired"] == 6 and scale.params["rule"] == "predictive"
+
+
+def test_decide_slow_service_on_every_replica_drains_none() -> None:
+    slow = tuple(replica(f"c-{i}", latency_ms=200.0 + i) for i in range(3))
+    assert decide(HealingInputs("checkout", slow, recommendation=HOLD), POLICY) == []
+
+
+def test_decide_one_of_two_replicas_bad_is_drained_the_other_stays() -> None:
+    endpoints = (replica("a", error_rate=0.9), replica("b", error_rate=0.0))
+    assert kinds(HealingInputs("checkout", endpoints)) == [(ActionKind.DRAIN_ENDPOINT, "a")]
+
+
+def test_decide_last_serving_replica_is_never_drained() -> None:
+    endpoints = (replica("a", error_rate=0.9), replica("b", drained=True))
+    assert decide(HealingInputs("checkout", endpoints), POLICY) == []
+
+
+def probed(*statuses: int | None, ms: float = 12.0) -> ProbeReport:
+    return ProbeReport("http://127.0.0.1:9001/work", statuses, tuple(ms for _ in statuses))
+
+
+def test_decide_drained_replica_with_healthy_probes_is_restored_with_the_evidence() -> None:
+    drained = replica("checkout-0", drained=True, probe=probed(200, 200, 200), url="http://x/w")
+    inputs = HealingInputs("checkout", (drained, replica("checkout-1")), normal_latency_ms=10.0)
+    [restore] = decide(inputs, POLICY)
+    assert (restore.kind, restore.target) == (ActionKind.RESTORE_ENDPOINT, "checkout-0")
+    assert "status 200, 200, 200, median 12 ms within 30 ms" in restore.reason
+    assert restore.params["probe"]["statuses"] == [200, 200, 200]  # type: ignore[index]
+    assert restore.params["url"] == "http://x/w"
+
+
+def test_decide_drained_replica_answering_5xx_or_nothing_stays_drained() -> None:
+    for report in (probed(200, 503, 200), probed(200, None, 200)):
+        drained = replica("checkout-0", drained=True, probe=report)
+        inputs = HealingInputs("checkout", (drained, replica("checkout-1")), normal_latency_ms=10.0)
+        assert decide(inputs, POLICY) == []
+
+
+def test_decide_drained_replica_slower_than_its_service_stays_drained() -> None:
+    drained = replica("checkout-0", drained=True, probe=probed(200, 200, 200, ms=200.0))
+    inputs = HealingInputs("checkout", (drained, replica("checkout-1")), normal_latency_ms=10.0)
+    assert decide(inputs, POLICY) == []
+
+
+def test_decide_drained_replica_without_a_probe_stays_drained() -> None:
+    drained = replica("checkout-0", drained=True, error_rate=0.0)
+    assert decide(HealingInputs("checkout", (drained, replica("checkout-1"))), POLICY) == []
+
+
+def test_decide_drained_replica_is_judged_by_its_probe_not_its_own_anomaly() -> None:
+    """Without traffic its own metrics (no requests at all) look anomalous; the probe decides."""
+    drained = replica("checkout-0", drained=True, anomaly_score=0.99, probe=probed(200, 200))
+    inputs = HealingInputs("checkout", (drained, replica("checkout-1")), normal_latency_ms=10.0)
+    assert [p.kind for p in decide(inputs, POLICY)] == [ActionKind.RESTORE_ENDPOINT]

@@ -1,0 +1,113 @@
+"""Per-replica healing through the real app and real HTTP: three demo replica processes are
+registered in RelayCore; a fault in one drains that one only, a probe over HTTP brings it back
+once it answers well again, and a surge on all three drains none."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from monitoring.orchestrator import arrival
+from monitoring.store import ingestion
+from serving.fleet.fleet import Fleet
+from serving.fleet.plan import ReplicaSpec
+from serving.fleet.processes import free_ports
+from serving.fleet.relay import RelayRegistry
+from tests.monitoring.test_orchestrator_replicas import LATENCY_FAULT, SURGE, replica_rows
+
+AI = "/api/v2/ai"
+RELAY = "/api/v2/relaycore/endpoints"
+NAMES = ("checkout-0", "checkout-1", "checkout-2")
+
+
+@pytest.fixture
+def fleet(relay_app: Callable[..., Any]) -> Iterator[tuple[TestClient, Fleet]]:
+    """The real app, and three replica processes of checkout registered in its RelayCore."""
+    arrival.forget_warm()
+    client: TestClient = relay_app()
+    running = Fleet(RelayRegistry(client), seed=2)  # type: ignore[arg-type]
+    ports = free_ports(3)
+    running.start([ReplicaSpec("checkout", n, p, 5.0) for n, p in zip(NAMES, ports, strict=True)])
+    yield client, running
+    running.stop()
+    arrival.forget_warm()
+
+
+def seed(client: TestClient, fault: dict[str, dict[str, float]]) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    engine = client.app.state.automatrix.engine()  # type: ignore[attr-defined]
+    ingestion.store_batch(engine, replica_rows(fault, now=now))
+
+
+def optimize(client: TestClient) -> dict[str, Any]:
+    response = client.post(f"{AI}/autonomous-optimization", json={"mode": "auto"})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def drained(client: TestClient) -> set[str]:
+    return {e["name"] for e in client.get(RELAY).json() if e["drained"]}
+
+
+def test_fault_in_one_replica_drains_it_then_its_probes_restore_it(
+    fleet: tuple[TestClient, Fleet],
+) -> None:
+    client, running = fleet
+    seed(client, LATENCY_FAULT)
+    faulty = running.replicas("checkout")[0]
+    # The replica still fails when probed, so the drain holds on the next run.
+    fault = {"kind": "errors", "rate": 1.0, "duration_s": 60}
+    httpx.post(faulty.base_url + "/faults", json=fault, timeout=5).raise_for_status()
+
+    first = optimize(client)
+    assert [(a["kind"], a["replica"], a["state"]) for a in first["actions"]] == [
+        ("drain_endpoint", "checkout-0", "succeeded")
+    ]
+    assert drained(client) == {"checkout-0"}
+    anomalies = client.get(f"{AI}/anomalies", params={"service": "checkout"}).json()
+    assert "checkout-0" in {a["replica"] for a in anomalies["anomalies"] if a["state"] == "open"}
+
+    assert optimize(client)["actions"] == []  # probed: 503s, so it stays drained
+    httpx.delete(faulty.base_url + "/faults", timeout=5).raise_for_status()
+    [restore] = optimize(client)["actions"]
+    assert (restore["kind"], restore["replica"], restore["state"]) == (
+        "restore_endpoint",
+        "checkout-0",
+        "succeeded",
+    )
+    assert f"probed {faulty.url} 3x: status 200, 200, 200" in restore["cause"]
+    assert restore["params"]["probe"]["statuses"] == [200, 200, 200]
+    assert drained(client) == set()
+    listed = client.get(f"{AI}/actions").json()["actions"]
+    assert [(a["kind"], a["replica"]) for a in listed] == [
+        ("restore_endpoint", "checkout-0"),
+        ("drain_endpoint", "checkout-0"),
+    ]
+
+
+def test_surge_on_every_replica_drains_none(fleet: tuple[TestClient, Fleet]) -> None:
+    client, _ = fleet
+    seed(client, SURGE)
+    report = optimize(client)
+    assert set(NAMES) <= {a["replica"] for a in report["new_anomalies"]}
+    assert [a for a in report["actions"] if a["kind"] == "drain_endpoint"] == []
+    assert drained(client) == set()
+
+
+def test_insights_scaling_starts_from_the_registered_undrained_replicas(
+    fleet: tuple[TestClient, Fleet],
+) -> None:
+    client, _ = fleet
+    seed(client, {})
+    client.post(f"{RELAY}/checkout-2/drain").raise_for_status()
+    scaling = client.get(f"{AI}/insights/checkout").json()["scaling"]
+    assert scaling["current_replicas"] == 2
+    assert scaling["reasons"][0] == (
+        "current replicas: 2, the registered, undrained endpoints of checkout in RelayCore"
+    )
