@@ -29,6 +29,15 @@ def _run(
     )
 
 
+@pytest.fixture
+def prefect_api(prefect_harness: None) -> dict[str, str]:
+    """The session's Prefect server for a CLI run that starts a flow; without it, each such
+    run would start a temporary server of its own (tens of seconds)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -53,7 +62,9 @@ def test_cli_refuses_an_endpoint_name_given_twice(settings: ServingSettings) -> 
 
 
 @pytest.mark.slow
-def test_cli_ingest_backfills_a_window_and_prints_the_report(settings: ServingSettings) -> None:
+def test_cli_ingest_backfills_a_window_and_prints_the_report(
+    settings: ServingSettings, prefect_api: dict[str, str]
+) -> None:
     result = _run(
         "ingest",
         "--source",
@@ -62,6 +73,7 @@ def test_cli_ingest_backfills_a_window_and_prints_the_report(settings: ServingSe
         "2026-03-02T00:00:00",
         "--end",
         "2026-03-02T01:00:00",
+        env=prefect_api,
     )
     report = json.loads(result.stdout[result.stdout.index("{") :])
     assert result.returncode == 0, result.stderr
@@ -93,14 +105,14 @@ def test_cli_train_refuses_an_unknown_model_naming_the_known_ones(
 
 
 def test_cli_train_capacity_forecaster_on_an_empty_store_says_to_ingest(
-    settings: ServingSettings,
+    settings: ServingSettings, prefect_api: dict[str, str]
 ) -> None:
-    result = _run("train", "--model", "capacity-forecaster")
+    result = _run("train", "--model", "capacity-forecaster", env=prefect_api)
     assert result.returncode == 1 and "ingest first" in result.stderr
 
 
 def test_cli_train_with_too_little_data_fails_with_a_message(
-    settings: ServingSettings, tmp_path: Path
+    settings: ServingSettings, tmp_path: Path, prefect_api: dict[str, str]
 ) -> None:
     rows = tmp_path / "rows.json"
     rows.write_text(
@@ -119,7 +131,7 @@ def test_cli_train_with_too_little_data_fails_with_a_message(
             }
         )
     )
-    result = _run("train", "--data", str(rows), "--trials", "1")
+    result = _run("train", "--data", str(rows), "--trials", "1", env=prefect_api)
     assert result.returncode == 1 and "at least" in result.stderr
 
 
