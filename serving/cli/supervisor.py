@@ -141,9 +141,11 @@ class Supervisor:
         delay = self.policy.delay(child.crashes)
         if delay is None:
             policy = self.policy
+            said = child.last_lines()
             raise GaveUp(
                 f"{child.name} {code}: {policy.max_crashes} crashes within"
                 f" {policy.window_s:g} s; giving up"
+                + (f" (its last lines: {said})" if said else "")
             )
         child.restart_at = self.clock() + delay
         say(f"{child.name} {code}; restarting in {delay:g} s")

@@ -188,6 +188,18 @@ def test_give_up_child_crashing_repeatedly_within_the_window(supervisor: Supervi
         wait_for(lambda: supervisor.check(), timeout=10)  # check() returns None until it raises
 
 
+def test_give_up_says_what_the_crashing_child_printed_last(supervisor: Supervisor) -> None:
+    code = "import sys; print('error: API_KEY refused', flush=True); sys.exit(1)"
+    supervisor.start("fleet", [sys.executable, "-c", code])
+    with pytest.raises(GaveUp) as gave_up:
+        wait_for(lambda: supervisor.check(), timeout=10)
+    assert str(gave_up.value) == (
+        "fleet exited with code 1: 4 crashes within 60 s; giving up"
+        " (its last lines: error: API_KEY refused | error: API_KEY refused"
+        " | error: API_KEY refused)"
+    )
+
+
 def _supervised(mode: str, folder: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.support.supervised", mode, str(folder)],
