@@ -66,7 +66,8 @@ def test_deliver_async_messages_after_api_is_killed_reaches_every_one(
     backends: Callable[..., Backend], tmp_path: Path, empty_mlflow_db: Path
 ) -> None:
     record = tmp_path / "received.log"
-    receiver = backends("receiver", delay_ms=150, workers=4, record=record)
+    # Slow enough (60 x 0.4 s over 4 workers) that the kill lands mid-delivery on a busy machine.
+    receiver = backends("receiver", delay_ms=400, workers=4, record=record)
     port = free_port()
     env = relay_environment(
         tmp_path,
@@ -82,12 +83,11 @@ def test_deliver_async_messages_after_api_is_killed_reaches_every_one(
     base = f"http://127.0.0.1:{port}"
     total = 60
     try:
-        ids = [
-            httpx.post(
-                base + MESSAGE, json={"payload": {"id": i}, "async": True}, timeout=10
-            ).json()["id"]
-            for i in range(total)
-        ]
+        with httpx.Client(base_url=base, timeout=10) as client:
+            ids = [
+                client.post(MESSAGE, json={"payload": {"id": i}, "async": True}).json()["id"]
+                for i in range(total)
+            ]
         wait_for(lambda: len(keys_received(record)) >= 8, 30)
         api.send_signal(signal.SIGKILL)  # messages are in flight at the receiver right now
         api.wait(timeout=10)
