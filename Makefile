@@ -22,7 +22,7 @@ run: $(STAMP)
 
 # The lint runs first, so that CI holds the floor plan (docs/architecture.md) and the house style.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
