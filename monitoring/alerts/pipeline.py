@@ -47,8 +47,9 @@ class AlertReport:
 
 
 def latest_anomalies(engine: Engine) -> list[AnomalyFact]:
-    """Each service's latest anomaly: open (firing) or closed (so a firing alert resolves)."""
-    latest = select(func.max(AnomalyRow.id)).group_by(AnomalyRow.service)
+    """The latest anomaly of each service's own series and of each of its replicas: open
+    (firing) or closed (so a firing alert resolves)."""
+    latest = select(func.max(AnomalyRow.id)).group_by(AnomalyRow.service, AnomalyRow.replica)
     with Session(engine) as session:
         rows = session.scalars(select(AnomalyRow).where(AnomalyRow.id.in_(latest))).all()
         return [_anomaly_fact(r) for r in rows]
@@ -57,7 +58,7 @@ def latest_anomalies(engine: Engine) -> list[AnomalyFact]:
 def _anomaly_fact(row: AnomalyRow) -> AnomalyFact:
     return AnomalyFact(
         service=row.service,
-        replica=getattr(row, "replica", None),  # per-replica anomalies carry their endpoint
+        replica=row.replica or None,  # a replica's anomaly carries its endpoint name
         metrics=tuple(row.metrics),
         start=row.start,
         end=row.end,

@@ -47,10 +47,13 @@ def sinks(am: str | None = None, hook: str | None = None, **knobs: float) -> Ale
     return AlertSettings(alertmanager_url=am, alert_webhook_url=hook, **knobs)  # type: ignore[arg-type]
 
 
-def add_anomaly(engine: Engine, service: str, at: datetime, score: float = 0.98) -> int:
+def add_anomaly(
+    engine: Engine, service: str, at: datetime, score: float = 0.98, replica: str = ""
+) -> int:
     with Session(engine) as session, session.begin():
         row = AnomalyRow(
             service=service,
+            replica=replica,
             metrics=["network_latency", "error_rate"],
             start=at - timedelta(minutes=10),
             end=at - timedelta(minutes=1),
@@ -183,6 +186,17 @@ def test_deliver_anomaly_reaches_alertmanager_with_labels_and_annotations(
     assert "network_latency, error_rate" in found["annotations"]["summary"]
     assert "anomaly score 0.980 (high)" in found["annotations"]["description"]
     assert [d.state for d in deliveries(engine)] == ["delivered"]
+
+
+def test_deliver_a_replicas_anomaly_beside_its_services_as_two_alerts_naming_it(
+    engine: Engine, am_url: str
+) -> None:
+    add_anomaly(engine, "payments-r", now(), replica="payments-r-1")
+    add_anomaly(engine, "payments-r", now(), score=0.9)
+    pipeline.run(engine, pipeline.AlertInputs(), sinks(am_url), now())
+    found = active_alerts(am_url, service="payments-r")
+    assert sorted(a["labels"].get("replica", "") for a in found) == ["", "payments-r-1"]
+    assert "payments-r replica payments-r-1" in " ".join(a["annotations"]["summary"] for a in found)
 
 
 def test_clear_anomaly_sends_ends_at_and_alertmanager_resolves_it(
