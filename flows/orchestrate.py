@@ -20,9 +20,10 @@ from monitoring.alerts.pipeline import registry_promoted
 from monitoring.assess.capacity_model import FittedForecaster
 from monitoring.assess.insights import Assessment, Predictor
 from monitoring.config import get_alert_settings, get_orchestrator_settings, get_settings
-from monitoring.healing.actions import Mode
+from monitoring.healing.actions import Action, Mode
 from monitoring.healing.executors import base_executors
 from monitoring.healing.policy import ModelHealth
+from monitoring.orchestrator import arrival
 from monitoring.orchestrator import cycle as orchestrator
 from monitoring.orchestrator.replicas import serving_count
 from monitoring.store.engine import open_store
@@ -114,12 +115,7 @@ def assess(
     )
 
 
-# No retries: a healing action runs once, and a failure is recorded, never repeated.
-@task(cache_policy=NO_CACHE)
-def heal(
-    assessments: list[Assessment], model: ModelHealth | None, mode: Mode
-) -> list[dict[str, Any]]:
-    actions = orchestrator.heal(_context(model=model), assessments, mode, "orchestrate-flow")
+def _summary(actions: list[Action]) -> list[dict[str, Any]]:
     return [
         {
             "id": a.id,
@@ -130,6 +126,27 @@ def heal(
         }
         for a in actions
     ]
+
+
+# No retries: a healing action runs once, and a failure is recorded, never repeated.
+@task(cache_policy=NO_CACHE)
+def heal(
+    assessments: list[Assessment], model: ModelHealth | None, mode: Mode
+) -> list[dict[str, Any]]:
+    return _summary(orchestrator.heal(_context(model=model), assessments, mode, "orchestrate-flow"))
+
+
+# No retries: the drains and restores it decides run once (detection alone is idempotent).
+@task(cache_policy=NO_CACHE)
+def react_on_arrival(
+    services: list[str], now: datetime, started_by: str = "ingest-flow"
+) -> dict[str, Any]:
+    """Detection on arrival for the services just ingested, then the drains and restores their
+    replicas' own evidence calls for (HEALING_MODE); for the ingestion flow, after it stores."""
+    context = _context()
+    new = arrival.detect_arrived(context.engine, services, now, context.settings)
+    actions = orchestrator.heal_replicas(context, services, now, started_by=started_by)
+    return {"new_anomalies": new, "actions": _summary(actions)}
 
 
 # Retried once for the store; a sink that is down is recorded and retried on the next run.

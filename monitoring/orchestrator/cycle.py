@@ -24,7 +24,13 @@ from monitoring.assess.insights import NOW_ROWS, Assessment, OpenAnomaly, Predic
 from monitoring.config import AlertSettings, OrchestratorSettings, get_settings
 from monitoring.healing.actions import Action, ActionKind, ActionResult, ActionState, Executor, Mode
 from monitoring.healing.engine import HealingEngine
-from monitoring.healing.policy import EndpointHealth, HealingInputs, ModelHealth, median_latency
+from monitoring.healing.policy import (
+    EndpointHealth,
+    HealingInputs,
+    ModelHealth,
+    decide,
+    median_latency,
+)
 from monitoring.healing.probe import Probe, http_probe, no_probe
 from monitoring.orchestrator import arrival
 from monitoring.orchestrator.replicas import serving_count, stored_endpoints
@@ -254,13 +260,21 @@ def heal_replicas(
     `detect_arrived` on every arrival (no assessment, no forecast). Scaling, commands and
     rollbacks stay with the five-minute cycle, which has the history they need."""
     mode = mode or ctx.settings.healing_mode
+    if mode is Mode.OFF:
+        return []
     healing = ctx.healing()
     healing.policy = replace(healing.policy, webhook_url=None, commands={})
     actions: list[Action] = []
     for service in services:
-        health = {"network_latency": latency_now(ctx.engine, service, now)}
-        now_only = Assessment(service, now, 0, {k: v for k, v in health.items() if v is not None})
-        actions += healing.run(heal_inputs(ctx, now_only), mode, started_by)
+        latency = latency_now(ctx.engine, service, now)
+        health = {} if latency is None else {"network_latency": latency}
+        for proposal in decide(
+            heal_inputs(ctx, Assessment(service, now, 0, health)), healing.policy
+        ):
+            # Called every minute, a rate-limited proposal would be recorded every minute; the
+            # cycle records it every five.
+            if not healing.rate_limited(service, proposal.kind, healing.clock()):
+                actions.append(healing.submit(service, proposal, mode, started_by))
     return actions
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flows.ingest import ingest_flow
-from flows.orchestrate import orchestrate_flow
+from flows.orchestrate import orchestrate_flow, react_on_arrival
 from monitoring.config import reset
 from monitoring.orchestrator import arrival
 from monitoring.store import ingestion
@@ -152,3 +152,26 @@ def test_orchestrate_flow_drains_the_faulty_replica_over_http_then_restores_it_o
     assert f"probed {faulty.url} 3x: status 200, 200, 200" in action.reason
     endpoints = httpx.get(f"{api}/api/v2/relaycore/endpoints", timeout=5).json()
     assert [e["drained"] for e in endpoints] == [False, False, False]
+
+
+def test_react_on_arrival_detects_and_drains_the_faulty_replica_at_once(
+    settings: ServingSettings, api_and_fleet: tuple[str, Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, running = api_and_fleet
+    monkeypatch.setenv("HEALING_MODE", "auto")
+    reset()
+    engine = open_store(settings.database_url)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    ingestion.store_batch(engine, replica_rows(LATENCY_FAULT, now=now))
+    fault = {"kind": "errors", "rate": 1.0, "duration_s": 60}  # so its probes keep failing
+    base = running.replicas("checkout")[0].base_url
+    httpx.post(f"{base}/faults", json=fault, timeout=5).raise_for_status()
+    found = react_on_arrival(["checkout"], now)
+    assert "checkout-0" in {a["replica"] for a in found["new_anomalies"]}
+    assert [(a["kind"], a["replica"], a["state"]) for a in found["actions"]] == [
+        ("drain_endpoint", "checkout-0", "succeeded")
+    ]
+    # Nothing new arrived, and the drained replica's probes still fail: nothing to do.
+    assert react_on_arrival(["checkout"], now) == {"new_anomalies": [], "actions": []}
+    endpoints = httpx.get(f"{api}/api/v2/relaycore/endpoints", timeout=5).json()
+    assert {e["name"] for e in endpoints if e["drained"]} == {"checkout-0"}

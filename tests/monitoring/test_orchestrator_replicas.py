@@ -271,3 +271,13 @@ def test_heal_replicas_on_arrival_leaves_a_surge_to_the_cycle(engine: Engine) ->
     ingestion.store_batch(engine, replica_rows(SURGE))
     arrival.detect_arrived(engine, ["checkout"], NOW, SETTINGS)
     assert orchestrator.heal_replicas(arrival_context(engine), ["checkout"], NOW) == []
+
+
+def test_heal_replicas_on_arrival_records_no_rate_limited_repeat(engine: Engine) -> None:
+    """Called every minute, a drain it may not repeat yet is left to the cycle to record."""
+    ingestion.store_batch(engine, replica_rows(LATENCY_FAULT))
+    arrival.detect_arrived(engine, ["checkout"], NOW, SETTINGS)
+    ctx = arrival_context(engine)
+    assert len(orchestrator.heal_replicas(ctx, ["checkout"], NOW, Mode.CONFIRM)) == 1
+    assert orchestrator.heal_replicas(ctx, ["checkout"], NOW, Mode.CONFIRM) == []
+    assert len(ctx.repository().list(service="checkout")) == 1
