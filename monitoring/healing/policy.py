@@ -11,6 +11,7 @@ Pure: inputs in, proposals out. Modes, rate limits and execution belong to the e
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ class HealingPolicy:
     drain_latency_ratio: float = 3.0
     # More than this share of a service's serving replicas bad alike: service-wide, never drained.
     service_wide_share: float = 0.5
+    # A replica's anomaly is its peers' too when they moved at least this share of its own shift
+    # (same direction) on each metric that moved by more than MIN_SHIFT.
+    alike_share: float = 0.5
     # A drained replica comes back when every probe answers below 500 and their median latency
     # is within this many times its service's normal (and never held to less than the floor).
     restore_latency_ratio: float = 3.0
@@ -63,6 +67,9 @@ class EndpointHealth:
     url: str | None = None
     anomaly_metrics: tuple[str, ...] = ()
     probe: ProbeReport | None = None
+    # Since its anomaly began: how far it moved per metric (log ratio), and its peers' median.
+    shift: Mapping[str, float] = field(default_factory=dict)
+    peer_shift: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,13 @@ def own_evidence(
     errors or latency for it (latency only against its peers', so a slow service is not)."""
     found = []
     if endpoint.anomaly_score >= policy.drain_anomaly_score:
+        unlike = unlike_peers(endpoint, policy)
         metrics = ", ".join(endpoint.anomaly_metrics) or "its metrics"
-        found.append(f"its own anomaly (score {endpoint.anomaly_score:.2f} on {metrics})")
+        if unlike is None:
+            found.append(f"its own anomaly (score {endpoint.anomaly_score:.2f} on {metrics})")
+        elif unlike:
+            moves = _moves(endpoint, unlike)
+            found.append(f"its own anomaly (score {endpoint.anomaly_score:.2f}: {moves})")
     if endpoint.error_rate > policy.drain_error_rate:
         found.append(
             f"RelayCore error rate {endpoint.error_rate:.1%} > {policy.drain_error_rate:.0%}"
@@ -122,19 +134,64 @@ def own_evidence(
     return found
 
 
+MIN_SHIFT = math.log(1.2)  # a level that moved less than 20% cannot be told alike or not
+
+
+def moved(endpoint: EndpointHealth) -> list[str]:
+    """The anomaly's metrics on which the replica's level moved enough to compare."""
+    return [
+        m
+        for m in endpoint.anomaly_metrics
+        if m in endpoint.shift and m in endpoint.peer_shift and abs(endpoint.shift[m]) >= MIN_SHIFT
+    ]
+
+
+def unlike_peers(endpoint: EndpointHealth, policy: HealingPolicy) -> list[str] | None:
+    """The anomaly's metrics on which the replica moved and its peers did not move alike; None
+    when no metric moved enough to tell (the anomaly then counts as its own)."""
+    found = moved(endpoint)
+    if not found:
+        return None
+    return [
+        m
+        for m in found
+        if endpoint.peer_shift[m] * math.copysign(1.0, endpoint.shift[m])
+        < policy.alike_share * abs(endpoint.shift[m])
+    ]
+
+
+def _moves(endpoint: EndpointHealth, metrics: Sequence[str]) -> str:
+    return ", ".join(
+        f"{m} x{math.exp(endpoint.shift[m]):.1f} vs its peers' x{math.exp(endpoint.peer_shift[m]):.1f}"
+        for m in metrics
+    )
+
+
 def median_latency(endpoints: Sequence[EndpointHealth]) -> float | None:
     values = sorted(e.latency_ms for e in endpoints if e.latency_ms is not None)
     return statistics.median(values) if values else None
 
 
 def service_wide(inputs: HealingInputs, policy: HealingPolicy) -> str | None:
-    """Why the trouble is the service's rather than a replica's (most serving replicas bad
-    alike), or None. Two or more replicas are needed to tell them apart."""
+    """Why the trouble is the service's rather than a replica's, or None: most serving replicas
+    are bad at once, or one's anomaly is a move its peers made too (a surge their detectors
+    have not flagged yet). Two or more replicas are needed to tell them apart."""
     serving = [e for e in inputs.endpoints if not e.drained]
-    bad = [e.name for e in serving if _evidence(e, serving, policy)]
-    if len(serving) < 2 or len(bad) <= policy.service_wide_share * len(serving):
+    if len(serving) < 2:
         return None
-    return f"service-wide: {len(bad)} of {len(serving)} replicas alike ({', '.join(bad)})"
+    shared = [
+        e
+        for e in serving
+        if e.anomaly_score >= policy.drain_anomaly_score and unlike_peers(e, policy) == []
+    ]
+    bad = {e.name for e in serving if _evidence(e, serving, policy)} | {e.name for e in shared}
+    if len(bad) > policy.service_wide_share * len(serving):
+        names = ", ".join(sorted(bad))
+        return f"service-wide: {len(bad)} of {len(serving)} replicas alike ({names})"
+    if shared:
+        e = shared[0]
+        return f"service-wide: {e.name}'s anomaly is its peers' too ({_moves(e, moved(e))})"
+    return None
 
 
 def _evidence(e: EndpointHealth, serving: Sequence[EndpointHealth], p: HealingPolicy) -> list[str]:

@@ -33,7 +33,13 @@ from monitoring.healing.policy import (
 )
 from monitoring.healing.probe import Probe, http_probe, no_probe
 from monitoring.orchestrator import arrival
-from monitoring.orchestrator.replicas import serving_count, stored_endpoints
+from monitoring.orchestrator.replicas import (
+    BASELINE,
+    Shifts,
+    replica_shifts,
+    serving_count,
+    stored_endpoints,
+)
 from monitoring.samples import SERVICE_ROW
 from monitoring.store.metrics import read_samples, service_names
 from monitoring.store.orchestrator import OPEN, SqlActionRepository, utcnow
@@ -175,17 +181,19 @@ def healing_inputs(
     own: Mapping[str, ReplicaAnomaly] | None = None,
     restored: Mapping[str, datetime] | None = None,
     probe: Probe = no_probe,
+    shifts: Mapping[str, tuple[Shifts, Shifts]] | None = None,
 ) -> HealingInputs:
     """What the policy needs about one service, each replica with its own evidence.
 
     - A serving replica carries RelayCore's figures for it and its own open anomaly; an anomaly
-      that began before the replica's last restore is the one that drained it, not new evidence.
+      that began before the replica's last restore is the one that drained it, not new evidence;
+      with it, how far the replica and its peers moved since it began (`shifts`).
     - A replica that healing drained (`drained`, from the audit) is probed: without traffic its
       own metrics say nothing. One drained by someone else is theirs, and left out.
     - The service's normal latency, which a probe is held to, is its serving replicas' median in
       RelayCore, else the service's own latency now.
     """
-    drained, own, restored = drained or {}, own or {}, restored or {}
+    drained, own, restored, shifts = drained or {}, own or {}, restored or {}, shifts or {}
     endpoints: list[EndpointHealth] = []
     for e in registered:
         if e.drained:
@@ -195,7 +203,14 @@ def healing_inputs(
         found = own.get(e.name)
         since = restored.get(e.name)
         if found is not None and (since is None or found.start > since):
-            e = replace(e, anomaly_score=found.score, anomaly_metrics=found.metrics)
+            shift, peer = shifts.get(e.name, ({}, {}))
+            e = replace(
+                e,
+                anomaly_score=found.score,
+                anomaly_metrics=found.metrics,
+                shift=shift,
+                peer_shift=peer,
+            )
         endpoints.append(e)
     names = {e.name for e in registered}
     for name, drain in drained.items():
@@ -222,15 +237,38 @@ def _probed(endpoint: EndpointHealth, probe: Probe) -> EndpointHealth:
 def heal_inputs(ctx: OrchestratorContext, assessment: Assessment) -> HealingInputs:
     """Reads one service's evidence (RelayCore, the store, the audit, probes) for the policy."""
     service, repository = assessment.service, ctx.repository()
+    own = replica_anomalies(ctx.engine, service)
     return healing_inputs(
         assessment,
         open_anomalies(ctx.engine, service),
         ctx.endpoints_of()(service),
         drained_endpoints(repository, service),
-        replica_anomalies(ctx.engine, service),
+        own,
         restored_endpoints(repository, service),
         ctx.probe,
+        anomaly_shifts(ctx.engine, service, own, assessment.at),
     )
+
+
+def anomaly_shifts(
+    engine: Engine, service: str, own: Mapping[str, ReplicaAnomaly], now: datetime
+) -> dict[str, tuple[Shifts, Shifts]]:
+    """For each replica with an open anomaly: how far it and its peers moved since it began."""
+    if not own:
+        return {}
+    earliest = min(a.start for a in own.values())
+    with Session(engine) as session:
+        samples = read_samples(
+            session,
+            start=earliest - BASELINE,
+            end=now,
+            services=[service],
+            replica=None,
+        )
+    return {
+        name: replica_shifts(samples, name, found.start, found.metrics)
+        for name, found in own.items()
+    }
 
 
 def heal(

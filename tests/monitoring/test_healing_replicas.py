@@ -131,3 +131,20 @@ def test_decide_drained_replica_is_judged_by_its_probe_not_its_own_anomaly() -> 
     drained = replica("checkout-0", drained=True, anomaly_score=0.99, probe=probed(200, 200))
     inputs = HealingInputs("checkout", (drained, replica("checkout-1")), normal_latency_ms=10.0)
     assert [p.kind for p in decide(inputs, POLICY)] == [ActionKind.RESTORE_ENDPOINT]
+
+
+def test_decide_anomaly_its_peers_moved_alike_drains_none_and_proposes_scaling() -> None:
+    """A surge one replica's detector saw first: its peers' levels moved as much."""
+    first = {"anomaly_score": 0.95, "anomaly_metrics": ("request_count",)}
+    first |= {"shift": {"request_count": 1.1}, "peer_shift": {"request_count": 1.05}}
+    [scale] = decide(HealingInputs("checkout", three(**first), recommendation=HOLD), POLICY)
+    assert scale.kind is ActionKind.SCALING_WEBHOOK
+    assert scale.reason.startswith("service-wide: checkout-0's anomaly is its peers' too")
+
+
+def test_decide_anomaly_its_peers_did_not_share_drains_it_with_the_moves() -> None:
+    first = {"anomaly_score": 0.95, "anomaly_metrics": ("network_latency",)}
+    first |= {"shift": {"network_latency": 3.0}, "peer_shift": {"network_latency": 0.02}}
+    [drain] = decide(HealingInputs("checkout", three(**first), recommendation=HOLD), POLICY)
+    assert drain.target == "checkout-0"
+    assert "network_latency x20.1 vs its peers' x1.0" in drain.reason

@@ -281,3 +281,17 @@ def test_heal_replicas_on_arrival_records_no_rate_limited_repeat(engine: Engine)
     assert len(orchestrator.heal_replicas(ctx, ["checkout"], NOW, Mode.CONFIRM)) == 1
     assert orchestrator.heal_replicas(ctx, ["checkout"], NOW, Mode.CONFIRM) == []
     assert len(ctx.repository().list(service="checkout")) == 1
+
+
+def test_heal_replicas_surge_seen_first_by_one_replicas_detector_drains_none(
+    engine: Engine,
+) -> None:
+    """Its peers' rows moved alike although their own detectors have not fired yet."""
+    ingestion.store_batch(engine, replica_rows(SURGE))
+    arrival.detect_arrived(engine, ["checkout"], NOW, SETTINGS)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DELETE FROM anomalies WHERE replica IN ('checkout-1', 'checkout-2', '')"
+        )
+    assert orchestrator.replica_anomalies(engine, "checkout").keys() == {"checkout-0"}
+    assert orchestrator.heal_replicas(arrival_context(engine), ["checkout"], NOW) == []
