@@ -214,7 +214,9 @@ def healing_inputs(
         endpoints.append(e)
     names = {e.name for e in registered}
     for name, drain in drained.items():
-        if name not in names:  # drained by removal (before drains kept endpoints registered)
+        # Drained by removal, before drains kept endpoints registered (those drains named no
+        # replica); one of today's drains that is gone was removed on purpose (scaled in).
+        if name not in names and "replica" not in drain.params:
             url = drain.params.get("url")
             gone = EndpointHealth(name, 0.0, True, url=None if url is None else str(url))
             endpoints.append(_probed(gone, probe))

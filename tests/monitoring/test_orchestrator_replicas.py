@@ -295,3 +295,27 @@ def test_heal_replicas_surge_seen_first_by_one_replicas_detector_drains_none(
         )
     assert orchestrator.replica_anomalies(engine, "checkout").keys() == {"checkout-0"}
     assert orchestrator.heal_replicas(arrival_context(engine), ["checkout"], NOW) == []
+
+
+def test_run_cycle_leaves_a_drained_replica_that_was_removed_since_alone(engine: Engine) -> None:
+    """Scaled in (unregistered) after healing drained it: nothing to probe or restore."""
+    ingestion.store_batch(engine, replica_rows({}))
+    probed: list[str] = []
+
+    def two(service: str) -> list[EndpointHealth]:
+        return [e for e in relay()(service) if e.name != "checkout-2"]
+
+    ctx = orchestrator.OrchestratorContext(
+        engine,
+        SETTINGS,
+        endpoints=two,
+        probe=lambda url: probed.append(url) or ProbeReport(url, (200,), (1.0,)),
+        clock=lambda: NOW,
+    )
+    drain = Action("d", ActionKind.DRAIN_ENDPOINT, "checkout", "checkout-2", "x", NOW)
+    drain.params = {"endpoint": "checkout-2", "replica": "checkout-2", "url": "http://x/2"}
+    drain.state = ActionState.SUCCEEDED
+    ctx.repository().add(drain)
+    report = orchestrator.run_cycle(ctx, now=NOW, mode=Mode.DRY_RUN)
+    assert [a for a in report.actions if a.kind is ActionKind.RESTORE_ENDPOINT] == []
+    assert probed == []
