@@ -12,12 +12,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from monitoring.config import get_orchestrator_settings
 from monitoring.orchestrator import arrival
 from monitoring.store import ingestion
 from serving.fleet.fleet import Fleet
 from serving.fleet.plan import ReplicaSpec
 from serving.fleet.processes import free_ports
 from serving.fleet.relay import RelayRegistry
+from serving.orchestrator.arrival import react_on_arrival
 from tests.monitoring.test_orchestrator_replicas import LATENCY_FAULT, SURGE, replica_rows
 
 AI = "/api/v2/ai"
@@ -111,3 +113,23 @@ def test_insights_scaling_starts_from_the_registered_undrained_replicas(
     assert scaling["reasons"][0] == (
         "current replicas: 2, the registered, undrained endpoints of checkout in RelayCore"
     )
+
+
+def test_react_on_arrival_in_the_api_drains_the_faulty_replica_at_once(
+    fleet: tuple[TestClient, Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, running = fleet
+    monkeypatch.setenv("HEALING_MODE", "auto")
+    get_orchestrator_settings.cache_clear()  # type: ignore[attr-defined]
+    seed(client, LATENCY_FAULT)
+    fault = {"kind": "errors", "rate": 1.0, "duration_s": 60}  # so its probes keep failing
+    base = running.replicas("checkout")[0].base_url
+    httpx.post(base + "/faults", json=fault, timeout=5).raise_for_status()
+    found = client.portal.call(react_on_arrival, client.app, ["checkout"])  # type: ignore[arg-type]
+    assert "checkout-0" in {a["replica"] for a in found["new_anomalies"]}
+    assert [(a["kind"], a["replica"], a["state"]) for a in found["actions"]] == [
+        ("drain_endpoint", "checkout-0", "succeeded")
+    ]
+    assert drained(client) == {"checkout-0"}
+    [action] = client.get(f"{AI}/actions").json()["actions"]
+    assert action["started_by"] == "api-push" and action["replica"] == "checkout-0"
