@@ -15,9 +15,10 @@ from monitoring.healing.policy import EndpointHealth
 from monitoring.healing.probe import ProbeReport
 from monitoring.orchestrator import cycle as orchestrator
 from monitoring.sources.simulator import simulate
-from monitoring.store import ingestion, migrate
+from monitoring.store import ingestion
 from monitoring.store.engine import make_engine
 from monitoring.store.orchestrator import AnomalyFilter, SqlActionRepository, find_anomalies
+from tests.support.stores import simulated_store
 
 NOW = datetime(2024, 5, 10, tzinfo=UTC)
 SERVICES = ("auth", "checkout", "inventory")
@@ -28,11 +29,7 @@ DAYS = 4
 def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four simulated days of three services, with their incidents, built once."""
     path = tmp_path_factory.mktemp("orchestrator") / "seed.db"
-    url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    window = simulate(NOW - timedelta(days=DAYS), NOW, services=SERVICES)
-    ingestion.store_batch(engine, window.samples)
+    engine, window = simulated_store(path, NOW - timedelta(days=DAYS), NOW, SERVICES)
     ingestion.store_incidents(engine, window.incidents)
     engine.dispose()
     return path

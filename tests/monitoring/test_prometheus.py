@@ -105,6 +105,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         b.stop()
 
 
+def edited_mapping(folder: Path, old: str, new: str) -> Path:
+    """A copy of the default mapping in `folder` with `old` replaced by `new`."""
+    path = folder / "mapping.yaml"
+    path.write_text(mapping.DEFAULT_PATH.read_text().replace(old, new))
+    return path
+
+
+def template_line(metric: str) -> int:
+    """The line of the default mapping where `metric`'s template starts."""
+    lines = mapping.DEFAULT_PATH.read_text().splitlines()
+    return next(i for i, t in enumerate(lines, 1) if t.startswith(f"  {metric}:"))
+
+
 def test_query_default_mapping_gives_each_replica_its_five_metrics(fleet: Fleet) -> None:
     with httpx.Client(timeout=10) as client:
         result = fetch_range(
@@ -157,9 +170,7 @@ def test_ingest_prometheus_reports_an_empty_query_by_name_and_stores_nothing(
 ) -> None:
     from flows.ingest import ingest_flow
 
-    broken = tmp_path / "mapping.yaml"
-    text = mapping.DEFAULT_PATH.read_text()
-    broken.write_text(text.replace("process_resident_memory_bytes)", "process_rss_bytes_typo)"))
+    broken = edited_mapping(tmp_path, "process_resident_memory_bytes)", "process_rss_bytes_typo)")
     result = ingest_flow(
         source="prometheus",
         prometheus_url=fleet.url,
@@ -194,10 +205,7 @@ def test_ingest_prometheus_checks_the_templates_once_per_mapping_not_on_every_ru
 ) -> None:
     from flows.ingest import ingest_flow
 
-    rules = tmp_path / "mapping.yaml"  # a mapping no other test had checked
-    rules.write_text(
-        mapping.DEFAULT_PATH.read_text().replace("rate_window: 1m", "rate_window: 61s")
-    )
+    rules = edited_mapping(tmp_path, "rate_window: 1m", "rate_window: 61s")  # checked by none
     window = {"start": fleet.seen, "end": fleet.seen + timedelta(seconds=2), "step_s": 1}
 
     def run() -> None:
@@ -222,10 +230,8 @@ def test_ingest_flow_with_a_template_prometheus_refuses_fails_naming_the_line(
 ) -> None:
     from flows.ingest import ingest_flow
 
-    broken = tmp_path / "mapping.yaml"
-    text = mapping.DEFAULT_PATH.read_text()
-    broken.write_text(text.replace("60 * sum by", "60 * sum by by"))
-    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  request_count:"))
+    broken = edited_mapping(tmp_path, "60 * sum by", "60 * sum by by")
+    line = template_line("request_count")
     for _ in range(2):  # a refusal is never remembered as a pass
         with pytest.raises(mapping.MappingError, match=f"{broken}:{line}: request_count: "):
             ingest_flow(source="prometheus", prometheus_url=fleet.url, mapping_path=str(broken))
@@ -236,10 +242,8 @@ def test_ingest_command_names_the_line_of_a_bad_promql_and_exits_2(
 ) -> None:
     from serving.cli.commands import app
 
-    broken = tmp_path / "mapping.yaml"
-    text = mapping.DEFAULT_PATH.read_text()
-    broken.write_text(text.replace("60 * sum by", "60 * sum by by"))
-    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  request_count:"))
+    broken = edited_mapping(tmp_path, "60 * sum by", "60 * sum by by")
+    line = template_line("request_count")
     result = CliRunner().invoke(
         app,
         [

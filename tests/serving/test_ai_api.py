@@ -19,13 +19,12 @@ from sqlalchemy.orm import Session
 from monitoring.config import OrchestratorSettings, reset
 from monitoring.healing.actions import Action, ActionKind, ActionState
 from monitoring.orchestrator import cycle as orchestrator
-from monitoring.sources.simulator import simulate
-from monitoring.store import ingestion, migrate
 from monitoring.store.engine import make_engine
 from monitoring.store.orchestrator import SqlActionRepository, utcnow
 from serving.settings import ServingSettings
 from tests.support.models import NAME, Registry, set_champion
 from tests.support.polling import wait_for
+from tests.support.stores import simulated_store
 
 SERVICES = ("auth", "checkout")
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -36,11 +35,7 @@ AI = "/api/v2/ai"
 def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three simulated days up to now, with the anomalies of the last day detected."""
     path = tmp_path_factory.mktemp("ai") / "seed.db"
-    url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    window = simulate(NOW - timedelta(days=3), NOW, services=SERVICES)
-    ingestion.store_batch(engine, window.samples)
+    engine, _ = simulated_store(path, NOW - timedelta(days=3), NOW, SERVICES)
     orchestrator.detect_all(engine, SERVICES, NOW, OrchestratorSettings())
     engine.dispose()
     return path

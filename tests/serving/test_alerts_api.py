@@ -14,12 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from monitoring.config import reset
-from monitoring.sources.simulator import simulate
-from monitoring.store import ingestion, migrate
-from monitoring.store.engine import make_engine
 from serving.settings import ServingSettings
 from tests.support.alertmanager import Receiver, active_alerts, alertmanager
 from tests.support.net import free_port
+from tests.support.stores import simulated_store
 
 SERVICES = ("auth", "checkout")
 AI = "/api/v2/ai"
@@ -38,11 +36,8 @@ Client = Callable[[dict[str, str]], TestClient]
 def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A day of simulated samples up to now for two services."""
     path = tmp_path_factory.mktemp("alerts-api") / "seed.db"
-    url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    ingestion.store_batch(engine, simulate(now - timedelta(days=1), now, services=SERVICES).samples)
+    engine, _ = simulated_store(path, now - timedelta(days=1), now, SERVICES)
     engine.dispose()
     return path
 
