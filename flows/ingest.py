@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.states import State
 
+from flows.orchestrate import react_on_arrival
 from monitoring.config import get_settings
 from monitoring.samples import METRICS
 from monitoring.sources import backfill, csv_files, mapping, prometheus, scrape, simulator
@@ -64,9 +65,15 @@ def resolve_window(
 
 
 @task(retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def fetch(source: Source, start: datetime, end: datetime, csv_path: str | None) -> list[Any]:
+def fetch(
+    source: Source,
+    start: datetime,
+    end: datetime,
+    csv_path: str | None,
+    services: list[str] | None = None,
+) -> list[Any]:
     if source == "simulator":
-        window = simulator.simulate(start, end)
+        window = simulator.simulate(start, end, services or simulator.DEFAULT_SERVICES)
         ingestion.store_incidents(open_store(get_settings().database_url), window.incidents)
         return list(window.samples)
     if csv_path is None:
@@ -201,9 +208,11 @@ def ingest_flow(
     prometheus_url: str | None = None,
     mapping_path: str | None = None,
     step_s: int = 60,
+    services: list[str] | None = None,
 ) -> dict[str, Any]:
     """Ingest one window from `source` (default: the one the settings name); with no `start`,
-    continue from the last run. `scrape` reads the present, so it takes no window."""
+    continue from the last run. `scrape` reads the present, so it takes no window. `services`
+    names the simulator's services (default: its five)."""
     logger = get_run_logger()
     settings = get_settings()
     chosen: Source = source or settings.scheduled_source()  # type: ignore[assignment]
@@ -221,8 +230,26 @@ def ingest_flow(
         outcome = _ingest_prometheus(url, rules, window, timedelta(seconds=step_s))
     else:
         window = resolve_window(chosen, start, end)
-        outcome = Outcome(*window, [store(fetch(chosen, *window, csv_path))])
-    return _finish(chosen, outcome, logger)
+        outcome = Outcome(*window, [store(fetch(chosen, *window, csv_path, services))])
+    result = _finish(chosen, outcome, logger)
+    result["reaction"] = _react(outcome, logger)
+    return result
+
+
+def _react(outcome: Outcome, logger: Any) -> dict[str, Any] | None:
+    """Detection on arrival and the replicas' healing for what was stored; its failure is logged,
+    not raised (the rows are stored, and the five-minute cycle scores them too)."""
+    services = sorted({s for r in outcome.reports for s in r.services})
+    if not services:
+        return None
+    state = react_on_arrival(services, datetime.now(UTC), return_state=True)
+    if state.is_failed():
+        logger.warning("detection on arrival failed: %s", state.message)
+        return None
+    reaction: dict[str, Any] = state.result()
+    for a in reaction["actions"]:
+        logger.info("arrival: %s %s (%s)", a["kind"], a["replica"] or a["service"], a["state"])
+    return reaction
 
 
 def _finish(source: Source, outcome: Outcome, logger: Any) -> dict[str, Any]:

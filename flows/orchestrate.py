@@ -16,14 +16,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.relaycore_client import http_endpoints, relaycore_executors
-from monitoring.alerts.pipeline import registry_promoted
+from monitoring.alerts.delivery import SinkReport
+from monitoring.alerts.pipeline import AlertReport, registry_promoted
 from monitoring.assess.capacity_model import FittedForecaster
 from monitoring.assess.insights import Assessment, Predictor
 from monitoring.config import get_alert_settings, get_orchestrator_settings, get_settings
 from monitoring.healing.actions import Action, Mode
 from monitoring.healing.executors import base_executors
 from monitoring.healing.policy import ModelHealth
-from monitoring.orchestrator import arrival
 from monitoring.orchestrator import cycle as orchestrator
 from monitoring.orchestrator.replicas import serving_count
 from monitoring.store.engine import open_store
@@ -142,11 +142,19 @@ def react_on_arrival(
     services: list[str], now: datetime, started_by: str = "ingest-flow"
 ) -> dict[str, Any]:
     """Detection on arrival for the services just ingested, then the drains and restores their
-    replicas' own evidence calls for (HEALING_MODE); for the ingestion flow, after it stores."""
-    context = _context()
-    new = arrival.detect_arrived(context.engine, services, now, context.settings)
-    actions = orchestrator.heal_replicas(context, services, now, started_by=started_by)
-    return {"new_anomalies": new, "actions": _summary(actions)}
+    replicas' own evidence calls for (HEALING_MODE), then their alerts; for the ingestion flow,
+    after it stores. A sink that is down is logged and retried by the next run."""
+    done = orchestrator.react_on_arrival(_context(), services, now, started_by)
+    _warn_undelivered(done.alerts)
+    return {"new_anomalies": done.new_anomalies, "actions": _summary(done.actions)}
+
+
+def _warn_undelivered(report: AlertReport | None) -> list[SinkReport]:
+    deliveries = [] if report is None else report.deliveries
+    for d in deliveries:
+        if d.error:
+            get_run_logger().warning("alerts to %s not delivered: %s", d.sink, d.error)
+    return deliveries
 
 
 # Retried once for the store; a sink that is down is recorded and retried on the next run.
@@ -159,10 +167,7 @@ def alert(
 
     mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)  # for the promotion decisions
     report = orchestrator.alert(_context(model=model), assessments, now)
-    deliveries = [] if report is None else report.deliveries
-    for d in deliveries:
-        if d.error:
-            get_run_logger().warning("alerts to %s not delivered: %s", d.sink, d.error)
+    deliveries = _warn_undelivered(report)
     return {
         "queued": 0 if report is None else report.queued,
         "deliveries": [{"sink": d.sink, "sent": d.sent, "error": d.error} for d in deliveries],

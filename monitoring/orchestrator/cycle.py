@@ -318,6 +318,27 @@ def heal_replicas(
     return actions
 
 
+@dataclass
+class Reaction:
+    """What one arrival did: the anomalies that opened, the drains and restores, the alerts."""
+
+    new_anomalies: list[dict[str, Any]]
+    actions: list[Action]
+    alerts: alert_pipeline.AlertReport | None
+
+
+def react_on_arrival(
+    ctx: OrchestratorContext, services: Sequence[str], now: datetime, started_by: str
+) -> Reaction:
+    """Detection on arrival, then the replicas' drains and restores, then the alerts on them:
+    an anomaly alert and a drain's alert go out within the minute the rows came, not at the next
+    five-minute cycle. Only anomalies and actions are evaluated here (no assessment, no model,
+    no training), so no risk or model alert is resolved on their behalf."""
+    new = arrival.detect_arrived(ctx.engine, services, now, ctx.settings)
+    actions = heal_replicas(ctx, services, now, started_by=started_by)
+    return Reaction(new, actions, alert(replace(ctx, model=None, promoted_of=None), [], now))
+
+
 def latency_now(engine: Engine, service: str, now: datetime) -> float | None:
     """The service's own latency now: the mean of its last rows within ten minutes."""
     with Session(engine) as session:

@@ -22,6 +22,7 @@ class IngestReport:
     accepted: int
     rejected: int
     reasons: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)  # those with a row stored, sorted
 
 
 def store_batch(engine: Engine, rows: Iterable[Mapping[str, Any] | Sample]) -> IngestReport:
@@ -34,7 +35,10 @@ def store_batch(engine: Engine, rows: Iterable[Mapping[str, Any] | Sample]) -> I
         upsert_samples(session, with_service_totals(checked.accepted))
     reasons = [f"row {r.index}: {r.reason}" for r in checked.rejected]
     return IngestReport(
-        accepted=len(checked.accepted), rejected=len(checked.rejected), reasons=reasons
+        accepted=len(checked.accepted),
+        rejected=len(checked.rejected),
+        reasons=reasons,
+        services=sorted({s.service for s in checked.accepted}),
     )
 
 

@@ -15,7 +15,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar, cast
@@ -233,21 +233,27 @@ def set_training_schedules(active: bool) -> None:
         print(f"[automatrix] ENABLE_ML_TRAINING=false: paused {names}", flush=True)
 
 
-def seed_if_empty(settings: ServingSettings) -> None:
-    """On an empty store: backfill three days of simulated metrics, then start the first trainings."""
+def seed_if_empty(settings: ServingSettings, live: Sequence[str] = ()) -> None:
+    """On an empty store: backfill three days of simulated metrics, then start the first trainings.
+    The services in `live` (the demo fleet's) are not simulated: their history is their own."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from sqlalchemy.orm import Session
 
     from flows.ingest import ingest_flow
+    from monitoring.sources.simulator import DEFAULT_SERVICES
     from monitoring.store.engine import open_store
     from monitoring.store.metrics import count_samples
 
     with Session(open_store(settings.database_url)) as session:
         if count_samples(session) > 0:
             return
-    print("[automatrix] empty store: ingesting three days of simulated metrics", flush=True)
-    ingest_flow(source="simulator")
+    simulated = [s for s in DEFAULT_SERVICES if s not in live]
+    print(
+        f"[automatrix] empty store: ingesting three days of simulated {', '.join(simulated)}",
+        flush=True,
+    )
+    ingest_flow(source="simulator", services=simulated)
     for what, deployment, parameters in SEED_TRAININGS:
         run = cast(FlowRun, run_deployment(deployment, parameters=parameters, timeout=0))
         print(f"[automatrix] {what}: {settings.prefect_ui_url}/runs/flow-run/{run.id}", flush=True)
@@ -279,7 +285,7 @@ def run_platform(
         health = f"http://{settings.host}:{settings.prefect_port}/api/health"
         supervisor.wait_ready(prefect, url_answers(health), PREFECT_READY_S, f"answer {health}")
         prefect_up = True
-        _start_the_rest(settings, env, supervisor, seed, api is not None)
+        _start_the_rest(settings, env, supervisor, seed, None if api is None else demo)
 
     def before_stop() -> None:
         if prefect_up:  # the runs can be cancelled only while the server answers
@@ -357,19 +363,28 @@ def _start_the_rest(
     env: dict[str, str],
     supervisor: Supervisor,
     seed: bool,
-    with_api: bool,
+    demo: Demo | None,
 ) -> None:
+    """`demo` is None without the API: no fleet then, and nothing to connect MLflow's webhook to."""
     deploy(supervisor)
     _step(
         "pausing or resuming the training schedules",
         lambda: set_training_schedules(active=settings.enable_ml_training),
     )
     supervisor.start("prefect worker", [_bin("prefect"), "worker", "start", "--pool", WORK_POOL])
-    if with_api:
+    if demo is not None:
         _connect_webhook(settings, env["MLFLOW_WEBHOOK_SECRET"], supervisor)
     if seed and settings.enable_ml_training:
-        _step("seeding the empty store", lambda: seed_if_empty(settings))
+        live = _fleet_services() if demo is not None and demo.fleet else []
+        _step("seeding the empty store", lambda: seed_if_empty(settings, live))
     _announce(settings)
+
+
+def _fleet_services() -> list[str]:
+    from serving.fleet.plan import service_names
+    from serving.fleet.runner import FleetOptions
+
+    return [name for name, _ in service_names(FleetOptions().services)]
 
 
 def _step(what: str, call: Callable[[], T]) -> T:

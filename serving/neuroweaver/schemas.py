@@ -178,6 +178,11 @@ class MetricsPushResult(BaseModel):
     accepted: int
     rejected: int
     reasons: list[str]
+    # Detection on arrival for the pushed services: the anomalies that opened, the drains and
+    # restores done; `reaction_error` says why it could not run (the samples are stored anyway).
+    new_anomalies: list[dict[str, Any]] = []
+    actions: list[dict[str, Any]] = []
+    reaction_error: str | None = None
 
 
 class Health(BaseModel):

@@ -17,16 +17,15 @@ from typing import Any
 from fastapi.concurrency import run_in_threadpool
 from starlette.applications import Starlette
 
-from monitoring.config import get_orchestrator_settings
-from monitoring.orchestrator import arrival
+from monitoring.config import get_alert_settings, get_orchestrator_settings
 from monitoring.orchestrator import cycle as orchestrator
 from serving.orchestrator.executors import api_executors, relay_endpoints
 from serving.state import AppState
 
 
 def arrival_context(app: Starlette) -> orchestrator.OrchestratorContext:
-    """What detection and replica healing need in this process: RelayCore's endpoints with their
-    figures, and its drain and restore."""
+    """What detection, replica healing and their alerts need in this process: RelayCore's
+    endpoints with their figures, its drain and restore, and the alert sinks."""
     state: AppState = app.state.automatrix
     relay = getattr(app.state, "relaycore", None)
     settings = get_orchestrator_settings()
@@ -35,13 +34,15 @@ def arrival_context(app: Starlette) -> orchestrator.OrchestratorContext:
         settings=settings,
         endpoints=relay_endpoints(relay),
         executors=api_executors(state, relay, asyncio.get_running_loop(), settings),
+        alerting=get_alert_settings(),
     )
 
 
 async def react_on_arrival(
     app: Starlette, services: Sequence[str], now: datetime | None = None
 ) -> dict[str, Any]:
-    """The anomalies that opened and the drains and restores done (HEALING_MODE), as JSON."""
+    """The anomalies that opened and the drains and restores done (HEALING_MODE), as JSON; their
+    alerts are raised and delivered too."""
     context = arrival_context(app)
     return await run_in_threadpool(_react, context, list(services), now or datetime.now(UTC))
 
@@ -49,12 +50,11 @@ async def react_on_arrival(
 def _react(
     context: orchestrator.OrchestratorContext, services: list[str], now: datetime
 ) -> dict[str, Any]:
-    new = arrival.detect_arrived(context.engine, services, now, context.settings)
-    actions = orchestrator.heal_replicas(context, services, now, started_by="api-push")
+    done = orchestrator.react_on_arrival(context, services, now, started_by="api-push")
     return {
-        "new_anomalies": new,
+        "new_anomalies": done.new_anomalies,
         "actions": [
             {"id": a.id, "kind": str(a.kind), "replica": a.replica, "state": str(a.state)}
-            for a in actions
+            for a in done.actions
         ],
     }

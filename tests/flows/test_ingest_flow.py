@@ -37,6 +37,16 @@ def test_ingest_next_run_takes_only_what_came_since_the_last(settings: ServingSe
     assert result["accepted"] == 10 * 5  # ten minutes of five services
 
 
+def test_ingest_simulator_simulates_only_the_services_named(settings: ServingSettings) -> None:
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    result = ingest_flow(
+        source="simulator", start=end - timedelta(hours=1), end=end, services=["auth"]
+    )
+    with Session(open_store(settings.database_url)) as session:
+        stored = read_samples(session)
+    assert result["accepted"] == 60 and {s.service for s in stored} == {"auth"}
+
+
 def test_ingest_same_window_twice_through_the_flow_keeps_one_copy(
     settings: ServingSettings,
 ) -> None:

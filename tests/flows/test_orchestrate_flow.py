@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ from flows.ingest import ingest_flow
 from flows.orchestrate import orchestrate_flow, react_on_arrival
 from monitoring.config import reset
 from monitoring.orchestrator import arrival
+from monitoring.samples import METRICS
 from monitoring.store import ingestion
 from monitoring.store.engine import open_store
 from monitoring.store.orchestrator import AnomalyFilter, SqlActionRepository, find_anomalies
@@ -175,3 +178,43 @@ def test_react_on_arrival_detects_and_drains_the_faulty_replica_at_once(
     assert react_on_arrival(["checkout"], now) == {"new_anomalies": [], "actions": []}
     endpoints = httpx.get(f"{api}/api/v2/relaycore/endpoints", timeout=5).json()
     assert {e["name"] for e in endpoints if e["drained"]} == {"checkout-0"}
+
+
+def test_the_ingestion_flow_scores_what_it_stored_drains_the_faulty_replica_and_alerts(
+    settings: ServingSettings,
+    api_and_fleet: tuple[str, Fleet],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    api, running = api_and_fleet
+    monkeypatch.setenv("HEALING_MODE", "auto")
+    reset()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = replica_rows(LATENCY_FAULT, now=now)
+    recent = now - timedelta(minutes=4)  # the fault began six minutes ago: its last four ingested
+    ingestion.store_batch(
+        open_store(settings.database_url), [r for r in rows if r.timestamp < recent]
+    )
+    fault = {"kind": "errors", "rate": 1.0, "duration_s": 60}  # so its probes keep failing
+    httpx.post(f"{running.replicas('checkout')[0].base_url}/faults", json=fault, timeout=5)
+    path = tmp_path / "recent.csv"
+    columns = ["service", "replica", "timestamp", *METRICS]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for r in (r for r in rows if r.timestamp >= recent):
+            writer.writerow(
+                [r.service, r.replica, r.timestamp.isoformat()] + [getattr(r, m) for m in METRICS]
+            )
+
+    result = ingest_flow(source="csv", csv_path=str(path), start=recent, end=now)
+    reaction = result["reaction"]
+    assert "checkout-0" in {a["replica"] for a in reaction["new_anomalies"]}
+    assert [(a["kind"], a["replica"], a["state"]) for a in reaction["actions"]] == [
+        ("drain_endpoint", "checkout-0", "succeeded")
+    ]
+    [drain] = SqlActionRepository(open_store(settings.database_url)).list()
+    assert drain.started_by == "ingest-flow"
+    alerts = httpx.get(f"{api}/api/v2/ai/alerts", timeout=5).json()["alerts"]
+    firing = {(a["labels"]["alertname"], a["labels"].get("replica")) for a in alerts}
+    assert {("ServiceAnomaly", "checkout-0"), ("HealingAction", "checkout-0")} <= firing

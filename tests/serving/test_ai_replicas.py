@@ -5,16 +5,18 @@ once it answers well again, and a surge on all three drains none."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from monitoring.config import get_orchestrator_settings
 from monitoring.orchestrator import arrival
 from monitoring.store import ingestion
+from monitoring.store.metrics import read_samples
 from serving.fleet.fleet import Fleet
 from serving.fleet.plan import ReplicaSpec
 from serving.fleet.processes import free_ports
@@ -133,3 +135,65 @@ def test_react_on_arrival_in_the_api_drains_the_faulty_replica_at_once(
     assert drained(client) == {"checkout-0"}
     [action] = client.get(f"{AI}/actions").json()["actions"]
     assert action["started_by"] == "api-push" and action["replica"] == "checkout-0"
+
+
+def _as_json(sample: Any) -> dict[str, Any]:
+    metrics = ("cpu_usage", "memory_usage", "network_latency", "error_rate", "request_count")
+    return {
+        "service": sample.service,
+        "replica": sample.replica,
+        "timestamp": sample.timestamp.isoformat(),
+        **{m: getattr(sample, m) for m in metrics},
+    }
+
+
+def test_a_push_is_scored_on_arrival_drains_the_faulty_replica_and_alerts(
+    fleet: tuple[TestClient, Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, running = fleet
+    monkeypatch.setenv("HEALING_MODE", "auto")
+    get_orchestrator_settings.cache_clear()  # type: ignore[attr-defined]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = replica_rows(LATENCY_FAULT, now=now)
+    recent = now - timedelta(minutes=4)  # the fault began six minutes ago: its last four pushed
+    engine = client.app.state.automatrix.engine()  # type: ignore[attr-defined]
+    ingestion.store_batch(engine, [r for r in rows if r.timestamp < recent])
+    fault = {"kind": "errors", "rate": 1.0, "duration_s": 60}  # so its probes keep failing
+    httpx.post(running.replicas("checkout")[0].base_url + "/faults", json=fault, timeout=5)
+
+    pushed = [_as_json(r) for r in rows if r.timestamp >= recent]
+    response = client.post("/api/v2/metrics", json={"samples": pushed})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == len(pushed) and body["reaction_error"] is None
+    assert "checkout-0" in {a["replica"] for a in body["new_anomalies"]}
+    assert [(a["kind"], a["replica"], a["state"]) for a in body["actions"]] == [
+        ("drain_endpoint", "checkout-0", "succeeded")
+    ]
+    assert drained(client) == {"checkout-0"}
+    alerts = client.get(f"{AI}/alerts").json()["alerts"]
+    firing = {(a["labels"]["alertname"], a["labels"].get("replica")) for a in alerts}
+    assert {("ServiceAnomaly", "checkout-0"), ("HealingAction", "checkout-0")} <= firing
+
+
+def test_a_push_the_reaction_fails_on_is_still_stored_and_says_why(
+    fleet: tuple[TestClient, Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = fleet
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("detector exploded")
+
+    monkeypatch.setattr(arrival, "detect_arrived", broken)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    pushed = [_as_json(r) for r in replica_rows({}, now=now)[-3:]]
+    body = client.post("/api/v2/metrics", json={"samples": pushed}).json()
+    assert body["accepted"] == 3
+    assert body["reaction_error"] == "RuntimeError: detector exploded"
+    assert body["new_anomalies"] == [] and body["actions"] == []
+    engine = client.app.state.automatrix.engine()  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        stored = read_samples(session, start=now - timedelta(hours=1), end=now, replica=None)
+    assert {(s.replica, s.timestamp) for s in stored} >= {
+        (p["replica"], datetime.fromisoformat(p["timestamp"])) for p in pushed
+    }
