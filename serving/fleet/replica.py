@@ -142,11 +142,13 @@ def create_replica_app(
     async def health(_request: Request) -> Response:
         return JSONResponse({**identity, "status": "ok"})
 
+    # Only /work is the service's traffic: the fault contract is the operator's (or the chaos
+    # schedule's) control, and counting it would add requests to the replica it is aimed at.
     routes = [
         Route("/work", metrics.timed("/work", work), methods=["POST"]),
-        Route("/faults", metrics.timed("/faults", add_fault), methods=["POST"]),
-        Route("/faults", metrics.timed("/faults", list_faults), methods=["GET"]),
-        Route("/faults", metrics.timed("/faults", clear_faults), methods=["DELETE"]),
+        Route("/faults", add_fault, methods=["POST"]),
+        Route("/faults", list_faults, methods=["GET"]),
+        Route("/faults", clear_faults, methods=["DELETE"]),
         Route("/metrics", expose, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]

@@ -69,6 +69,9 @@ def test_expose_replica_metrics_parse_under_opentelemetry_names(
 ) -> None:
     spec = replica()
     _work(spec, 3)
+    fault = {"kind": "errors", "rate": 0.0, "duration_s": 1}  # the fault contract is not traffic
+    httpx.post(spec.base_url + "/faults", json=fault, timeout=5).raise_for_status()
+    httpx.get(spec.base_url + "/faults", timeout=5).raise_for_status()
     text = httpx.get(spec.base_url + "/metrics", timeout=5).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     duration = families["http_server_request_duration_seconds"]
