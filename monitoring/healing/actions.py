@@ -6,7 +6,7 @@ without the engine changing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -75,10 +75,15 @@ class Action:
     @property
     def replica(self) -> str | None:
         """The replica (RelayCore endpoint) a drain or restore moves; None: the service's."""
-        if self.kind not in (ActionKind.DRAIN_ENDPOINT, ActionKind.RESTORE_ENDPOINT):
-            return None
-        found = self.params.get("replica") or self.params.get("endpoint")
-        return None if found is None else str(found)
+        return moved_replica(self.kind, self.params)
+
+
+def moved_replica(kind: ActionKind, params: Mapping[str, object]) -> str | None:
+    """The replica a drain or restore with these parameters moves; None for any other kind."""
+    if kind not in (ActionKind.DRAIN_ENDPOINT, ActionKind.RESTORE_ENDPOINT):
+        return None
+    found = params.get("replica") or params.get("endpoint")
+    return None if found is None else str(found)
 
 
 @dataclass(frozen=True)

@@ -121,9 +121,10 @@ class HealingEngine:
             updated_at=now,
             mode=mode,
         )
-        if self.rate_limited(service, proposal.kind, now):
+        if self.rate_limited(service, proposal.kind, now, action.replica):
             action.state = ActionState.RATE_LIMITED
-            action.result = f"a {proposal.kind} for {service} ran within {self.policy.rate_limit}"
+            what = service if action.replica is None else f"{service} replica {action.replica}"
+            action.result = f"a {proposal.kind} for {what} ran within {self.policy.rate_limit}"
         elif mode is Mode.DRY_RUN:
             action.state, action.result = ActionState.DRY_RUN, "dry run: not executed"
         elif mode is Mode.CONFIRM:
@@ -135,11 +136,16 @@ class HealingEngine:
             else action
         )
 
-    def rate_limited(self, service: str, kind: ActionKind, now: datetime) -> bool:
+    def rate_limited(
+        self, service: str, kind: ActionKind, now: datetime, replica: str | None = None
+    ) -> bool:
+        """Whether this kind ran for the service within the rate limit; a drain or restore
+        (`replica` given) counts only the same replica's, so one replica's drain does not hold
+        back its peer's."""
         recent = self.repository.list(
             service=service, kind=kind, since=now - self.policy.rate_limit
         )
-        return any(a.state in COUNTED_STATES for a in recent)
+        return any(a.state in COUNTED_STATES and a.replica == replica for a in recent)
 
     def execute(self, action: Action) -> Action:
         """Run once. Whatever happens is recorded; a failure is final, never retried here."""

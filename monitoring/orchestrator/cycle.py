@@ -22,7 +22,15 @@ from monitoring.alerts.delivery import Post, http_post
 from monitoring.assess.capacity_model import FittedForecaster
 from monitoring.assess.insights import NOW_ROWS, Assessment, OpenAnomaly, Predictor, assess
 from monitoring.config import AlertSettings, OrchestratorSettings, get_settings
-from monitoring.healing.actions import Action, ActionKind, ActionResult, ActionState, Executor, Mode
+from monitoring.healing.actions import (
+    Action,
+    ActionKind,
+    ActionResult,
+    ActionState,
+    Executor,
+    Mode,
+    moved_replica,
+)
 from monitoring.healing.engine import HealingEngine
 from monitoring.healing.policy import (
     EndpointHealth,
@@ -313,7 +321,8 @@ def heal_replicas(
         ):
             # Called every minute, a rate-limited proposal would be recorded every minute; the
             # cycle records it every five.
-            if not healing.rate_limited(service, proposal.kind, healing.clock()):
+            replica = moved_replica(proposal.kind, proposal.params)
+            if not healing.rate_limited(service, proposal.kind, healing.clock(), replica):
                 actions.append(healing.submit(service, proposal, mode, started_by))
     return actions
 

@@ -54,6 +54,16 @@ BAD_ENDPOINT = HealingInputs(
 )
 
 
+BAD_ENDPOINT_OF_THREE = HealingInputs(
+    service="checkout",
+    endpoints=(
+        EndpointHealth("a", error_rate=0.5),
+        EndpointHealth("b", error_rate=0.0),
+        EndpointHealth("c", error_rate=0.0),
+    ),
+)
+
+
 def engine(mode: Mode, executor=None, **policy):  # type: ignore[no-untyped-def]
     clock = FakeClock()
     recorder = executor or Recorder()
@@ -154,6 +164,26 @@ def test_run_rate_limit_allows_after_window() -> None:
     [second] = healer.run(BAD_ENDPOINT)
     assert second.state is ActionState.SUCCEEDED
     assert len(recorder.calls) == 2
+
+
+def test_run_rate_limit_of_a_drain_holds_back_that_replica_only() -> None:
+    healer, recorder, clock = engine(Mode.AUTO)
+    healer.run(BAD_ENDPOINT_OF_THREE)
+    clock.now += timedelta(minutes=5)
+    peer_fails = HealingInputs(
+        service="checkout",
+        endpoints=(
+            EndpointHealth("a", error_rate=0.5, drained=True),
+            EndpointHealth("b", error_rate=0.5),
+            EndpointHealth("c", error_rate=0.0),
+        ),
+    )
+    [peer] = healer.run(peer_fails)
+    assert (peer.replica, peer.state) == ("b", ActionState.SUCCEEDED)
+    [again] = healer.run(BAD_ENDPOINT_OF_THREE)
+    assert (again.replica, again.state) == ("a", ActionState.RATE_LIMITED)
+    assert again.result == "a drain_endpoint for checkout replica a ran within 0:15:00"
+    assert [a.replica for a in recorder.calls] == ["a", "b"]
 
 
 def test_execute_failing_executor_recorded_failed_and_not_retried() -> None:
