@@ -134,9 +134,9 @@ def announce_demo(demo: Demo, orchestrator: OrchestratorSettings) -> None:
     mode = demo.values.get("HEALING_MODE") or orchestrator.healing_mode.value
     if mode == "auto":
         say(
-            f"healing acts (HEALING_MODE=auto): one action per service and kind every"
-            f" {orchestrator.healing_rate_limit_minutes:g} min at most, each one in the audit"
-            " at /api/v2/ai/actions"
+            f"healing acts (HEALING_MODE=auto): one action per service and kind (per replica"
+            f" for drains) every {orchestrator.healing_rate_limit_minutes:g} min at most, each"
+            " one in the audit at /api/v2/ai/actions"
         )
     if not {"ALERTMANAGER_URL", "ALERT_WEBHOOK_URL"} & demo.kept.keys():
         say("alerts are recorded at /api/v2/ai/alerts and sent nowhere (set ALERTMANAGER_URL)")
