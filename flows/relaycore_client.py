@@ -89,7 +89,7 @@ def http_endpoints(
     settings: OrchestratorSettings, engine: Engine
 ) -> Callable[[str], list[EndpointHealth]]:
     """A service's registered endpoints (RelayCore's desired state, in the store) with the API's
-    RelayCore figures for each (error rate, latency); without the API, the names alone."""
+    RelayCore figures for each (error rate, breaker, latency); without the API, the names alone."""
     stored = stored_endpoints(engine)
 
     def endpoints(service: str) -> list[EndpointHealth]:
@@ -117,5 +117,6 @@ def _with_figures(endpoint: EndpointHealth, stats: dict[str, Any] | None) -> End
     return replace(
         endpoint,
         error_rate=float(stats.get("error_rate") or 0.0),
+        breaker=str(stats.get("breaker") or "closed"),
         latency_ms=None if latency is None else float(latency),
     )

@@ -57,7 +57,8 @@ class HealingPolicy:
 @dataclass(frozen=True)
 class EndpointHealth:
     """One replica (a RelayCore endpoint) and the evidence that is its own: RelayCore's error
-    rate and latency for it, its own open anomaly, and for a drained one, a probe."""
+    rate, latency and circuit breaker for it, its own open anomaly, and for a drained one, a
+    probe."""
 
     name: str
     error_rate: float
@@ -70,6 +71,7 @@ class EndpointHealth:
     # Since its anomaly began: how far it moved per metric (log ratio), and its peers' median.
     shift: Mapping[str, float] = field(default_factory=dict)
     peer_shift: Mapping[str, float] = field(default_factory=dict)
+    breaker: str = "closed"  # RelayCore's breaker for it: closed, open or half_open
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,15 @@ class Proposal:
     undo: str | None
 
 
+TRIPPED = frozenset({"open", "half_open"})  # a half-open breaker is still probing a trip
+
+
 def own_evidence(
     endpoint: EndpointHealth, peers: Sequence[EndpointHealth], policy: HealingPolicy
 ) -> list[str]:
     """What says this replica, and not its service, is bad: its own anomaly, or RelayCore's
-    errors or latency for it (latency only against its peers', so a slow service is not)."""
+    errors, breaker or latency for it (latency only against its peers', so a slow service is
+    not)."""
     found = []
     if endpoint.anomaly_score >= policy.drain_anomaly_score:
         unlike = unlike_peers(endpoint, policy)
@@ -123,6 +129,10 @@ def own_evidence(
         found.append(
             f"RelayCore error rate {endpoint.error_rate:.1%} > {policy.drain_error_rate:.0%}"
         )
+    if endpoint.breaker in TRIPPED:
+        # The breaker trips in seconds on this replica's own failures, while the error rate
+        # over its last calls climbs slowly once the router sends it little.
+        found.append(f"RelayCore's circuit breaker for it is {endpoint.breaker}")
     normal = median_latency(peers)
     if endpoint.latency_ms is not None and normal:
         ratio = endpoint.latency_ms / normal

@@ -72,7 +72,7 @@ def relay_restore(relay: RelayCore, loop: asyncio.AbstractEventLoop) -> Executor
 
 def relay_endpoints(relay: RelayCore | None) -> Callable[[str], list[EndpointHealth]]:
     """A service's registered endpoints (drained ones too) with this process's RelayCore
-    figures for each: its error rate and latency."""
+    figures for each: its error rate, breaker and latency."""
 
     def endpoints(service: str) -> list[EndpointHealth]:
         if relay is None:
@@ -93,7 +93,9 @@ def endpoint_health(
     if stats is None:
         return EndpointHealth(name, 0.0, drained, url=url)
     latency = stats.latency_avg_ms if stats.latency_avg_ms is not None else stats.p50_ms
-    return EndpointHealth(name, stats.error_rate, drained, latency_ms=latency, url=url)
+    return EndpointHealth(
+        name, stats.error_rate, drained, latency_ms=latency, url=url, breaker=stats.breaker
+    )
 
 
 def rollback_and_reload(state: AppState) -> Executor:

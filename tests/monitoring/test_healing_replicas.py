@@ -45,6 +45,19 @@ def test_decide_relaycore_errors_of_one_replica_drain_it() -> None:
     assert kinds(inputs) == [(ActionKind.DRAIN_ENDPOINT, "checkout-0")]
 
 
+def test_decide_replica_whose_relaycore_breaker_tripped_is_drained() -> None:
+    for state in ("open", "half_open"):
+        [drain] = decide(HealingInputs("checkout", three(breaker=state)), POLICY)
+        assert drain.target == "checkout-0"
+        assert f"RelayCore's circuit breaker for it is {state}" in drain.reason
+
+
+def test_decide_breakers_tripped_on_every_replica_drain_none() -> None:
+    tripped = tuple(replica(f"checkout-{i}", breaker="open") for i in range(3))
+    [scale] = decide(HealingInputs("checkout", tripped, recommendation=HOLD), POLICY)
+    assert scale.kind is ActionKind.SCALING_WEBHOOK
+
+
 def test_decide_replica_slow_against_its_peers_is_drained() -> None:
     [drain] = decide(HealingInputs("checkout", three(latency_ms=200.0)), POLICY)
     assert drain.target == "checkout-0" and "20.0x its peers' 10 ms" in drain.reason

@@ -23,6 +23,7 @@ from serving.fleet.processes import free_ports
 from serving.fleet.relay import RelayRegistry
 from serving.orchestrator.arrival import react_on_arrival
 from tests.monitoring.test_orchestrator_replicas import LATENCY_FAULT, SURGE, replica_rows
+from tests.support.polling import wait_for
 
 AI = "/api/v2/ai"
 RELAY = "/api/v2/relaycore/endpoints"
@@ -34,12 +35,28 @@ def fleet(relay_app: Callable[..., Any]) -> Iterator[tuple[TestClient, Fleet]]:
     """The real app, and three replica processes of checkout registered in its RelayCore."""
     arrival.forget_warm()
     client: TestClient = relay_app()
-    running = Fleet(RelayRegistry(client), seed=2)  # type: ignore[arg-type]
-    ports = free_ports(3)
-    running.start([ReplicaSpec("checkout", n, p, 5.0) for n, p in zip(NAMES, ports, strict=True)])
+    running = checkout_replicas(client)
     yield client, running
     running.stop()
     arrival.forget_warm()
+
+
+@pytest.fixture
+def round_robin_fleet(relay_app: Callable[..., Any]) -> Iterator[tuple[TestClient, Fleet]]:
+    """As `fleet`, with RelayCore on round robin: every replica gets its share, faulty or not."""
+    arrival.forget_warm()
+    client: TestClient = relay_app(policy="round_robin")
+    running = checkout_replicas(client)
+    yield client, running
+    running.stop()
+    arrival.forget_warm()
+
+
+def checkout_replicas(client: TestClient) -> Fleet:
+    running = Fleet(RelayRegistry(client), seed=2)  # type: ignore[arg-type]
+    ports = free_ports(3)
+    running.start([ReplicaSpec("checkout", n, p, 5.0) for n, p in zip(NAMES, ports, strict=True)])
+    return running
 
 
 def seed(client: TestClient, fault: dict[str, dict[str, float]]) -> None:
@@ -197,3 +214,36 @@ def test_a_push_the_reaction_fails_on_is_still_stored_and_says_why(
     assert {(s.replica, s.timestamp) for s in stored} >= {
         (p["replica"], datetime.fromisoformat(p["timestamp"])) for p in pushed
     }
+
+
+def test_a_replica_whose_relaycore_breaker_tripped_is_drained_on_the_next_push(
+    round_robin_fleet: tuple[TestClient, Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its metrics say nothing yet (no fault in its rows): RelayCore's breaker is the evidence."""
+    client, running = round_robin_fleet
+    monkeypatch.setenv("HEALING_MODE", "auto")
+    get_orchestrator_settings.cache_clear()  # type: ignore[attr-defined]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = replica_rows({}, now=now)
+    engine = client.app.state.automatrix.engine()  # type: ignore[attr-defined]
+    ingestion.store_batch(engine, rows[:-3])
+    fault = {"kind": "errors", "rate": 1.0, "duration_s": 60}
+    httpx.post(running.replicas("checkout")[0].base_url + "/faults", json=fault, timeout=5)
+
+    def tripped() -> bool:
+        for _ in range(10):  # retried on its peers, so the messages themselves succeed
+            client.post("/api/v2/relaycore/message", json={"payload": {}, "service": "checkout"})
+        status = client.get("/api/v2/relaycore/status").json()["endpoints"]
+        return {e["name"]: e["breaker"] for e in status}["checkout-0"] != "closed"
+
+    wait_for(tripped, 20)
+    body = client.post("/api/v2/metrics", json={"samples": [_as_json(r) for r in rows[-3:]]}).json()
+    [drain] = body["actions"]
+    assert (drain["kind"], drain["replica"], drain["state"]) == (
+        "drain_endpoint",
+        "checkout-0",
+        "succeeded",
+    )
+    [action] = client.get(f"{AI}/actions").json()["actions"]
+    assert "RelayCore's circuit breaker for it is" in action["cause"]
+    assert drained(client) == {"checkout-0"}
