@@ -155,6 +155,9 @@ class OrchestratorSettings(BaseSettings):
     anomaly_quiet_minutes: float = Field(default=15.0, gt=0)
     detector_warmup_hours: float = Field(default=72.0, gt=0)
     detector_first_lookback_hours: float = Field(default=24.0, gt=0)
+    # Rows a series needs before an anomaly can open on it: a new replica is watched from its
+    # tenth minute. Offline scoring (`automatrix detect`, the benchmarks) keeps the detector's 60.
+    detector_min_history: int = Field(default=10, ge=2, le=4000)
     forecast_horizon_minutes: int = Field(default=60, ge=5, le=10_080)
     risk_horizon_minutes: int = Field(default=30, ge=1, le=1440)
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitoring.anomaly.services import ServiceAnomalyDetector
+from monitoring.anomaly.services import DetectorConfig, ServiceAnomalyDetector
 from monitoring.samples import METRICS, Sample
 
 
@@ -45,6 +45,7 @@ class TrackingConfig:
     open_score: float = 0.9
     extend_score: float = 0.6
     quiet: timedelta = timedelta(minutes=15)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)  # for fresh detectors
 
 
 @dataclass
@@ -76,7 +77,7 @@ def track(
     """Replays `samples` (time-ordered, one series: a service's or one replica's) and tracks
     anomalies after `scored_until`; `detector`, if given, is one already warmed up to it."""
     cfg = config or TrackingConfig()
-    detector = detector or ServiceAnomalyDetector()
+    detector = detector or ServiceAnomalyDetector(cfg.detector)
     result = TrackingResult(scored_until=scored_until, detector=detector)
     current = open_episode
     if current is not None:

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitoring.anomaly.services import ServiceAnomalyDetector
+from monitoring.anomaly.services import DetectorConfig, ServiceAnomalyDetector
 from monitoring.anomaly.tracking import Episode, TrackingConfig, track
 from monitoring.config import OrchestratorSettings
 from monitoring.samples import SERVICE_ROW
@@ -60,6 +60,7 @@ def tracking_config(settings: OrchestratorSettings) -> TrackingConfig:
     return TrackingConfig(
         open_score=settings.anomaly_open_score,
         quiet=timedelta(minutes=settings.anomaly_quiet_minutes),
+        detector=DetectorConfig(min_history=settings.detector_min_history),
     )
 
 

@@ -107,6 +107,18 @@ def test_detect_arrived_fault_in_one_replica_is_that_replicas_anomaly(engine: En
     assert {r.replica for r in stored} == {a["replica"] or "" for a in still}
 
 
+@pytest.mark.parametrize(("min_history", "flagged"), [(10, {"checkout-0"}), (60, set())])
+def test_detect_arrived_watches_a_new_replica_from_its_tenth_row(
+    engine: Engine, min_history: int, flagged: set[str]
+) -> None:
+    """Ten clean minutes of a new replica, then its fault: enough history by default."""
+    new = [r for r in replica_rows(LATENCY_FAULT) if r.timestamp >= ONSET - timedelta(minutes=10)]
+    ingestion.store_batch(engine, new)
+    settings = SETTINGS.model_copy(update={"detector_min_history": min_history})
+    found = arrival.detect_arrived(engine, ["checkout"], NOW, settings)
+    assert {a["replica"] for a in found if a["replica"]} == flagged
+
+
 def test_detect_arrived_again_finds_nothing_new(engine: Engine) -> None:
     ingestion.store_batch(engine, replica_rows(LATENCY_FAULT))
     assert arrival.detect_arrived(engine, ["checkout"], NOW, SETTINGS)
