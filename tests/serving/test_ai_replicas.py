@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from monitoring.config import get_orchestrator_settings
 from monitoring.orchestrator import arrival
+from monitoring.samples import METRICS
 from monitoring.store import ingestion
 from monitoring.store.metrics import read_samples
 from serving.fleet.fleet import Fleet
@@ -155,30 +156,40 @@ def test_react_on_arrival_in_the_api_drains_the_faulty_replica_at_once(
 
 
 def _as_json(sample: Any) -> dict[str, Any]:
-    metrics = ("cpu_usage", "memory_usage", "network_latency", "error_rate", "request_count")
     return {
         "service": sample.service,
         "replica": sample.replica,
         "timestamp": sample.timestamp.isoformat(),
-        **{m: getattr(sample, m) for m in metrics},
+        **{m: getattr(sample, m) for m in METRICS},
     }
+
+
+def stage(
+    fleet: tuple[TestClient, Fleet],
+    monkeypatch: pytest.MonkeyPatch,
+    fault: dict[str, dict[str, float]],
+    pushed_minutes: int,
+) -> list[dict[str, Any]]:
+    """HEALING_MODE=auto; the replicas' rows (with `fault`) stored but for their last minutes,
+    which it returns as a push; checkout-0 itself fails every call, so its probes keep failing."""
+    client, running = fleet
+    monkeypatch.setenv("HEALING_MODE", "auto")
+    get_orchestrator_settings.cache_clear()  # type: ignore[attr-defined]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = replica_rows(fault, now=now)
+    recent = now - timedelta(minutes=pushed_minutes)
+    engine = client.app.state.automatrix.engine()  # type: ignore[attr-defined]
+    ingestion.store_batch(engine, [r for r in rows if r.timestamp < recent])
+    failing = {"kind": "errors", "rate": 1.0, "duration_s": 60}
+    httpx.post(running.replicas("checkout")[0].base_url + "/faults", json=failing, timeout=5)
+    return [_as_json(r) for r in rows if r.timestamp >= recent]
 
 
 def test_a_push_is_scored_on_arrival_drains_the_faulty_replica_and_alerts(
     fleet: tuple[TestClient, Fleet], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, running = fleet
-    monkeypatch.setenv("HEALING_MODE", "auto")
-    get_orchestrator_settings.cache_clear()  # type: ignore[attr-defined]
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    rows = replica_rows(LATENCY_FAULT, now=now)
-    recent = now - timedelta(minutes=4)  # the fault began six minutes ago: its last four pushed
-    engine = client.app.state.automatrix.engine()  # type: ignore[attr-defined]
-    ingestion.store_batch(engine, [r for r in rows if r.timestamp < recent])
-    fault = {"kind": "errors", "rate": 1.0, "duration_s": 60}  # so its probes keep failing
-    httpx.post(running.replicas("checkout")[0].base_url + "/faults", json=fault, timeout=5)
-
-    pushed = [_as_json(r) for r in rows if r.timestamp >= recent]
+    client, _ = fleet
+    pushed = stage(fleet, monkeypatch, LATENCY_FAULT, 4)  # the fault began six minutes ago
     response = client.post("/api/v2/metrics", json={"samples": pushed})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -220,15 +231,8 @@ def test_a_replica_whose_relaycore_breaker_tripped_is_drained_on_the_next_push(
     round_robin_fleet: tuple[TestClient, Fleet], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its metrics say nothing yet (no fault in its rows): RelayCore's breaker is the evidence."""
-    client, running = round_robin_fleet
-    monkeypatch.setenv("HEALING_MODE", "auto")
-    get_orchestrator_settings.cache_clear()  # type: ignore[attr-defined]
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    rows = replica_rows({}, now=now)
-    engine = client.app.state.automatrix.engine()  # type: ignore[attr-defined]
-    ingestion.store_batch(engine, rows[:-3])
-    fault = {"kind": "errors", "rate": 1.0, "duration_s": 60}
-    httpx.post(running.replicas("checkout")[0].base_url + "/faults", json=fault, timeout=5)
+    client, _ = round_robin_fleet
+    pushed = stage(round_robin_fleet, monkeypatch, {}, 1)
 
     def tripped() -> bool:
         for _ in range(10):  # retried on its peers, so the messages themselves succeed
@@ -237,7 +241,7 @@ def test_a_replica_whose_relaycore_breaker_tripped_is_drained_on_the_next_push(
         return {e["name"]: e["breaker"] for e in status}["checkout-0"] != "closed"
 
     wait_for(tripped, 20)
-    body = client.post("/api/v2/metrics", json={"samples": [_as_json(r) for r in rows[-3:]]}).json()
+    body = client.post("/api/v2/metrics", json={"samples": pushed}).json()
     [drain] = body["actions"]
     assert (drain["kind"], drain["replica"], drain["state"]) == (
         "drain_endpoint",
