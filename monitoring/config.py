@@ -158,6 +158,9 @@ class OrchestratorSettings(BaseSettings):
     # Rows a series needs before an anomaly can open on it: a new replica is watched from its
     # tenth minute. Offline scoring (`automatrix detect`, the benchmarks) keeps the detector's 60.
     detector_min_history: int = Field(default=10, ge=2, le=4000)
+    # Every this many seconds, each API process drains and restores replicas on its RelayCore's
+    # live evidence (HEALING_MODE=auto only): faster than the next ingestion. 0: off.
+    healing_watch_seconds: float = Field(default=0.0, ge=0, le=3600)
     forecast_horizon_minutes: int = Field(default=60, ge=5, le=10_080)
     risk_horizon_minutes: int = Field(default=30, ge=1, le=1440)
 

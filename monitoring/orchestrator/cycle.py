@@ -337,14 +337,21 @@ class Reaction:
 
 
 def react_on_arrival(
-    ctx: OrchestratorContext, services: Sequence[str], now: datetime, started_by: str
+    ctx: OrchestratorContext,
+    services: Sequence[str],
+    now: datetime,
+    started_by: str,
+    detect: bool = True,
 ) -> Reaction:
     """Detection on arrival, then the replicas' drains and restores, then the alerts on them:
     an anomaly alert and a drain's alert go out within the minute the rows came, not at the next
     five-minute cycle. Only anomalies and actions are evaluated here (no assessment, no model,
-    no training), so no risk or model alert is resolved on their behalf."""
-    new = arrival.detect_arrived(ctx.engine, services, now, ctx.settings)
+    no training), so no risk or model alert is resolved on their behalf. Without `detect`
+    (RelayCore's watch), only the drains and restores, and alerts only when one was done."""
+    new = arrival.detect_arrived(ctx.engine, services, now, ctx.settings) if detect else []
     actions = heal_replicas(ctx, services, now, started_by=started_by)
+    if not (detect or actions):
+        return Reaction(new, actions, None)
     return Reaction(new, actions, alert(replace(ctx, model=None, promoted_of=None), [], now))
 
 

@@ -72,6 +72,9 @@ def local_api_url(settings: ServingSettings) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{settings.api_port}"
 
 
+DEMO_WATCH_SECONDS = "10"  # the API drains on RelayCore's evidence within seconds
+
+
 def demo_settings(
     settings: ServingSettings,
     orchestrator: OrchestratorSettings,
@@ -80,7 +83,8 @@ def demo_settings(
     chaos: bool,
 ) -> Demo:
     """What `up` sets: ORCHESTRATOR_API_URL (its API) always; with the fleet, the scrape source
-    (when no source is configured) and HEALING_MODE=auto. A variable the user set is kept."""
+    (when no source is configured), HEALING_MODE=auto and the replica watch
+    (HEALING_WATCH_SECONDS). A variable the user set is kept."""
     values: dict[str, str] = {}
     kept: dict[str, str] = {}
     given = settings.model_fields_set | orchestrator.model_fields_set
@@ -98,6 +102,10 @@ def demo_settings(
             kept["HEALING_MODE"] = orchestrator.healing_mode.value
         else:
             values["HEALING_MODE"] = "auto"
+        if "healing_watch_seconds" in given:
+            kept["HEALING_WATCH_SECONDS"] = f"{orchestrator.healing_watch_seconds:g}"
+        else:
+            values["HEALING_WATCH_SECONDS"] = DEMO_WATCH_SECONDS
     for name, value in (
         ("ALERTMANAGER_URL", alerts.alertmanager_url),
         ("ALERT_WEBHOOK_URL", alerts.alert_webhook_url),

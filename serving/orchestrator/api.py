@@ -35,6 +35,7 @@ from monitoring.store.orchestrator import (
 )
 from monitoring.store.tables import AnomalyRow
 from serving.orchestrator import views
+from serving.orchestrator.arrival import watch_replicas
 from serving.orchestrator.executors import api_executors, relay_endpoints
 from serving.orchestrator.schemas import (
     ActionList,
@@ -58,18 +59,23 @@ _404: dict[int | str, dict[str, Any]] = {404: {"description": "unknown service o
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Publishes every anomaly stored after start-up (by this process or the flow) on the hub."""
+    """Publishes every anomaly stored after start-up (by this process or the flow) on the hub,
+    and watches RelayCore's replicas (HEALING_WATCH_SECONDS)."""
     state: AppState = app.state.automatrix
     state.register_component("orchestrator", lambda: _component(state))
     # Where "after start-up" begins is read before serving starts: read later by the task, an
     # anomaly stored in between would count as history and never be published.
     start = await _start_point(state)
-    task = asyncio.create_task(_stream_anomalies(state, start), name="orchestrator-anomalies")
+    tasks = [
+        asyncio.create_task(_stream_anomalies(state, start), name="orchestrator-anomalies"),
+        asyncio.create_task(watch_replicas(app), name="orchestrator-replica-watch"),
+    ]
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 router = APIRouter(prefix=PREFIX, tags=["ai-orchestrator"], lifespan=lifespan)

@@ -43,9 +43,14 @@ def fleet(relay_app: Callable[..., Any]) -> Iterator[tuple[TestClient, Fleet]]:
 
 
 @pytest.fixture
-def round_robin_fleet(relay_app: Callable[..., Any]) -> Iterator[tuple[TestClient, Fleet]]:
-    """As `fleet`, with RelayCore on round robin: every replica gets its share, faulty or not."""
+def watched_fleet(
+    relay_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, Fleet]]:
+    """As `fleet`, healing on (auto) with the replica watch every second, and RelayCore on round
+    robin: every replica gets its share of the traffic, faulty or not."""
     arrival.forget_warm()
+    monkeypatch.setenv("HEALING_MODE", "auto")
+    monkeypatch.setenv("HEALING_WATCH_SECONDS", "1")
     client: TestClient = relay_app(policy="round_robin")
     running = checkout_replicas(client)
     yield client, running
@@ -227,27 +232,25 @@ def test_a_push_the_reaction_fails_on_is_still_stored_and_says_why(
     }
 
 
-def test_a_replica_whose_relaycore_breaker_tripped_is_drained_on_the_next_push(
-    round_robin_fleet: tuple[TestClient, Fleet], monkeypatch: pytest.MonkeyPatch
+def test_the_watch_drains_a_replica_whose_relaycore_breaker_tripped_without_any_push(
+    watched_fleet: tuple[TestClient, Fleet],
 ) -> None:
-    """Its metrics say nothing yet (no fault in its rows): RelayCore's breaker is the evidence."""
-    client, _ = round_robin_fleet
-    pushed = stage(round_robin_fleet, monkeypatch, {}, 1)
-
-    def tripped() -> bool:
-        for _ in range(10):  # retried on its peers, so the messages themselves succeed
-            client.post("/api/v2/relaycore/message", json={"payload": {}, "service": "checkout"})
-        status = client.get("/api/v2/relaycore/status").json()["endpoints"]
-        return {e["name"]: e["breaker"] for e in status}["checkout-0"] != "closed"
-
-    wait_for(tripped, 20)
-    body = client.post("/api/v2/metrics", json={"samples": pushed}).json()
-    [drain] = body["actions"]
-    assert (drain["kind"], drain["replica"], drain["state"]) == (
+    """No row says anything: RelayCore's breaker is the evidence, seen within the watch's tick."""
+    client, running = watched_fleet
+    failing = {"kind": "errors", "rate": 1.0, "duration_s": 60}
+    httpx.post(running.replicas("checkout")[0].base_url + "/faults", json=failing, timeout=5)
+    for _ in range(30):  # retried on its peers, so the messages themselves succeed
+        client.post("/api/v2/relaycore/message", json={"payload": {}, "service": "checkout"})
+    wait_for(lambda: drained(client) == {"checkout-0"}, 15)
+    [action] = client.get(f"{AI}/actions").json()["actions"]
+    assert (action["kind"], action["replica"], action["state"]) == (
         "drain_endpoint",
         "checkout-0",
         "succeeded",
     )
-    [action] = client.get(f"{AI}/actions").json()["actions"]
+    assert action["started_by"] == "relaycore-watch"
     assert "RelayCore's circuit breaker for it is" in action["cause"]
-    assert drained(client) == {"checkout-0"}
+    alerts = client.get(f"{AI}/alerts").json()["alerts"]
+    assert [(a["labels"]["alertname"], a["labels"]["replica"]) for a in alerts] == [
+        ("HealingAction", "checkout-0")
+    ]

@@ -297,6 +297,7 @@ DEMO_VARIABLES = (
     "PROMETHEUS_URL",
     "SCRAPE_TARGETS",
     "HEALING_MODE",
+    "HEALING_WATCH_SECONDS",
     "ORCHESTRATOR_API_URL",
     "ALERTMANAGER_URL",
     "ALERT_WEBHOOK_URL",
@@ -325,6 +326,7 @@ def test_demo_scrapes_the_fleet_heals_for_real_and_points_the_flow_at_its_api(
         "ORCHESTRATOR_API_URL": "http://127.0.0.1:8123",
         "INGEST_SOURCE": "scrape",
         "HEALING_MODE": "auto",
+        "HEALING_WATCH_SECONDS": "10",
     }
     assert demo.kept == {}
 
@@ -333,6 +335,7 @@ def test_demo_keeps_every_setting_the_user_exported(monkeypatch: pytest.MonkeyPa
     env = {
         "PROMETHEUS_URL": "http://127.0.0.1:9090",
         "HEALING_MODE": "dry_run",
+        "HEALING_WATCH_SECONDS": "0",
         "ORCHESTRATOR_API_URL": "http://127.0.0.1:9999",
         "ALERTMANAGER_URL": "http://127.0.0.1:9093",
     }
@@ -342,6 +345,7 @@ def test_demo_keeps_every_setting_the_user_exported(monkeypatch: pytest.MonkeyPa
         "ORCHESTRATOR_API_URL": "http://127.0.0.1:9999",
         "INGEST_SOURCE": "prometheus",
         "HEALING_MODE": "dry_run",
+        "HEALING_WATCH_SECONDS": "0",
         "ALERTMANAGER_URL": "http://127.0.0.1:9093",
     }
 
@@ -404,7 +408,13 @@ def test_up_runs_the_demo_fleet_in_relaycore_and_its_children_die_with_it(
         "MODEL_SAVE_PATH": str(tmp_path / "models"),
         "ALERTMANAGER_URL": alertmanager,
     }
-    for name in ("HEALING_MODE", "INGEST_SOURCE", "ORCHESTRATOR_API_URL", "API_KEY"):
+    for name in (
+        "HEALING_MODE",
+        "HEALING_WATCH_SECONDS",
+        "INGEST_SOURCE",
+        "ORCHESTRATOR_API_URL",
+        "API_KEY",
+    ):
         env.pop(name, None)
     api = f"http://127.0.0.1:{api_port}"
     log = tmp_path / "up.log"
@@ -434,6 +444,7 @@ def test_up_runs_the_demo_fleet_in_relaycore_and_its_children_die_with_it(
         assert (
             f"[automatrix] up sets for every child (export one to change it):"
             f" ORCHESTRATOR_API_URL={api} INGEST_SOURCE=scrape HEALING_MODE=auto"
+            " HEALING_WATCH_SECONDS=10"
         ) in said
         assert f"[automatrix] kept as you set them: ALERTMANAGER_URL={alertmanager}" in said
         up.kill()
