@@ -119,4 +119,5 @@ def _with_figures(endpoint: EndpointHealth, stats: dict[str, Any] | None) -> End
         error_rate=float(stats.get("error_rate") or 0.0),
         breaker=str(stats.get("breaker") or "closed"),
         latency_ms=None if latency is None else float(latency),
+        recent_ok=None if stats.get("recent_ok") is None else float(stats["recent_ok"]),
     )

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from routing.windows import DecayingAverage, OutcomeRing, PercentileRing
+from routing.windows import DecayingAverage, DecayingCount, OutcomeRing, PercentileRing
 
 DEFAULT_MAX_CONCURRENCY = 32
 
@@ -48,6 +48,7 @@ def validate_url(url: str) -> None:
 @dataclass(slots=True)
 class StatsConfig:
     latency_tau_s: float = 10.0
+    recent_tau_s: float = 60.0  # the horizon of `recent`, the calls answered well lately
     window_size: int = 512
     error_window: int = 100
 
@@ -72,11 +73,13 @@ class EndpointStats:
     # the oldest of them has been waiting at least since then (see ``silent_for``).
     heard_at: float = 0.0
     latency: DecayingAverage = field(init=False)
+    recent: DecayingCount = field(init=False)  # the calls answered without failing, lately
     window: PercentileRing = field(init=False)
     outcomes: OutcomeRing = field(init=False)
 
     def __post_init__(self) -> None:
         self.latency = DecayingAverage(self.config.latency_tau_s)
+        self.recent = DecayingCount(self.config.recent_tau_s)
         self.window = PercentileRing(self.config.window_size)
         self.outcomes = OutcomeRing(self.config.error_window)
 
@@ -104,6 +107,7 @@ class EndpointStats:
         # Failures are left out of the latency figures: a fast 503 would make them look good.
         if not failed:
             self.latency.add(latency_s, now)
+            self.recent.add(now)
             self.window.add(latency_s)
 
     def error_rate(self) -> float:

@@ -36,8 +36,15 @@ class HealingPolicy:
     rate_limit: timedelta = timedelta(minutes=15)
     drain_error_rate: float = 0.2
     drain_anomaly_score: float = 0.9
-    # A replica whose RelayCore latency is this many times its peers' median is slow on its own.
+    # An open anomaly is drain evidence while it is current: the replica is still off its level
+    # on one of its metrics, or its last anomalous row is at most this old. A one-row blip stays
+    # open through its quiet spell (for alerts) but stops counting once it has passed.
+    drain_anomaly_fresh: timedelta = timedelta(minutes=5)
+    # A replica whose RelayCore latency is this many times its peers' median is slow on its own,
+    # counted only for replicas that answered at least this many calls well lately (about the
+    # last minute): the router starves a replica it finds slow, and its thin average is noise.
     drain_latency_ratio: float = 3.0
+    drain_latency_min_calls: float = 20.0
     # More than this share of a service's serving replicas bad alike: service-wide, never drained.
     service_wide_share: float = 0.5
     # A replica's anomaly is its peers' too when they moved at least this share of its own shift
@@ -72,6 +79,10 @@ class EndpointHealth:
     shift: Mapping[str, float] = field(default_factory=dict)
     peer_shift: Mapping[str, float] = field(default_factory=dict)
     breaker: str = "closed"  # RelayCore's breaker for it: closed, open or half_open
+    # How long ago its open anomaly's last anomalous row was (zero: now, or no anomaly).
+    anomaly_quiet: timedelta = timedelta(0)
+    # RelayCore's count of calls it answered well lately; None: not known (counts as enough).
+    recent_ok: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ def own_evidence(
     errors, breaker or latency for it (latency only against its peers', so a slow service is
     not)."""
     found = []
-    if endpoint.anomaly_score >= policy.drain_anomaly_score:
+    if current_anomaly(endpoint, policy):
         unlike = unlike_peers(endpoint, policy)
         metrics = ", ".join(endpoint.anomaly_metrics) or "its metrics"
         if unlike is None:
@@ -133,8 +144,8 @@ def own_evidence(
         # The breaker trips in seconds on this replica's own failures, while the error rate
         # over its last calls climbs slowly once the router sends it little.
         found.append(f"RelayCore's circuit breaker for it is {endpoint.breaker}")
-    normal = median_latency(peers)
-    if endpoint.latency_ms is not None and normal:
+    normal = median_latency([p for p in peers if well_sampled(p, policy)])
+    if endpoint.latency_ms is not None and normal and well_sampled(endpoint, policy):
         ratio = endpoint.latency_ms / normal
         if ratio >= policy.drain_latency_ratio:
             found.append(
@@ -142,6 +153,19 @@ def own_evidence(
                 f"{normal:.0f} ms"
             )
     return found
+
+
+def well_sampled(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:
+    """RelayCore's latency for it rests on enough recent calls to be compared."""
+    return endpoint.recent_ok is None or endpoint.recent_ok >= policy.drain_latency_min_calls
+
+
+def current_anomaly(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:
+    """The replica's own open anomaly is strong enough and has not passed: it is still off its
+    level on one of the anomaly's metrics, or it was anomalous within `drain_anomaly_fresh`."""
+    if endpoint.anomaly_score < policy.drain_anomaly_score:
+        return False
+    return endpoint.anomaly_quiet <= policy.drain_anomaly_fresh or bool(moved(endpoint))
 
 
 MIN_SHIFT = math.log(1.2)  # a level that moved less than 20% cannot be told alike or not

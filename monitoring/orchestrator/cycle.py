@@ -107,6 +107,7 @@ class ReplicaAnomaly:
     metrics: tuple[str, ...]
     score: float
     start: datetime
+    end: datetime  # its last anomalous row
 
 
 @dataclass
@@ -153,7 +154,7 @@ def replica_anomalies(engine: Engine, service: str) -> dict[str, ReplicaAnomaly]
     found: dict[str, ReplicaAnomaly] = {}
     with Session(engine) as session:
         for r in session.scalars(query.order_by(AnomalyRow.score)):
-            found[r.replica] = ReplicaAnomaly(tuple(r.metrics), r.score, r.start)
+            found[r.replica] = ReplicaAnomaly(tuple(r.metrics), r.score, r.start, r.end)
     return found
 
 
@@ -195,7 +196,8 @@ def healing_inputs(
 
     - A serving replica carries RelayCore's figures for it and its own open anomaly; an anomaly
       that began before the replica's last restore is the one that drained it, not new evidence;
-      with it, how far the replica and its peers moved since it began (`shifts`).
+      with it, how far the replica and its peers moved since it began (`shifts`), and how long
+      ago its last anomalous row was (a passed blip is no evidence, see `current_anomaly`).
     - A replica that healing drained (`drained`, from the audit) is probed: without traffic its
       own metrics say nothing. One drained by someone else is theirs, and left out.
     - The service's normal latency, which a probe is held to, is its serving replicas' median in
@@ -218,6 +220,7 @@ def healing_inputs(
                 anomaly_metrics=found.metrics,
                 shift=shift,
                 peer_shift=peer,
+                anomaly_quiet=max(assessment.at - found.end, timedelta(0)),
             )
         endpoints.append(e)
     names = {e.name for e in registered}

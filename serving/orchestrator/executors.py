@@ -94,7 +94,13 @@ def endpoint_health(
         return EndpointHealth(name, 0.0, drained, url=url)
     latency = stats.latency_avg_ms if stats.latency_avg_ms is not None else stats.p50_ms
     return EndpointHealth(
-        name, stats.error_rate, drained, latency_ms=latency, url=url, breaker=stats.breaker
+        name,
+        stats.error_rate,
+        drained,
+        latency_ms=latency,
+        url=url,
+        breaker=stats.breaker,
+        recent_ok=stats.recent_ok,
     )
 
 

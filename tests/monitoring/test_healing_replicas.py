@@ -3,7 +3,7 @@ scaling, and a drained replica comes back on a probe's evidence."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from monitoring.assess.scaling import Recommendation
 from monitoring.healing.actions import ActionKind
@@ -107,6 +107,26 @@ def test_decide_last_serving_replica_is_never_drained() -> None:
     assert decide(HealingInputs("checkout", endpoints), POLICY) == []
 
 
+def test_decide_a_starved_replicas_thin_latency_average_is_no_evidence() -> None:
+    """The router sent it 3 calls lately: its 5x average rests on them, so nothing is drained."""
+    starved = three(latency_ms=50.0, recent_ok=3.0)
+    assert kinds(HealingInputs("checkout", starved, recommendation=HOLD)) == []
+    busy = three(latency_ms=50.0, recent_ok=40.0)
+    assert kinds(HealingInputs("checkout", busy, recommendation=HOLD)) == [
+        (ActionKind.DRAIN_ENDPOINT, "checkout-0")
+    ]
+
+
+def test_decide_latency_is_held_to_the_well_sampled_peers_only() -> None:
+    """A peer's thin 5 ms average does not make a 12 ms replica look slow."""
+    endpoints = (
+        replica("checkout-0", latency_ms=12.0, recent_ok=40.0),
+        replica("checkout-1", latency_ms=4.0, recent_ok=2.0),
+        replica("checkout-2", latency_ms=4.0, recent_ok=2.0),
+    )
+    assert kinds(HealingInputs("checkout", endpoints, recommendation=HOLD)) == []
+
+
 def probed(*statuses: int | None, ms: float = 12.0) -> ProbeReport:
     return ProbeReport("http://127.0.0.1:9001/work", statuses, tuple(ms for _ in statuses))
 
@@ -161,3 +181,41 @@ def test_decide_anomaly_its_peers_did_not_share_drains_it_with_the_moves() -> No
     [drain] = decide(HealingInputs("checkout", three(**first), recommendation=HOLD), POLICY)
     assert drain.target == "checkout-0"
     assert "network_latency x20.1 vs its peers' x1.0" in drain.reason
+
+
+PASSED_BLIP = {
+    "anomaly_score": 0.93,
+    "anomaly_metrics": ("error_rate",),
+    "anomaly_quiet": timedelta(minutes=14),
+    "shift": {"error_rate": 0.01},
+    "peer_shift": {"error_rate": 0.0},
+}
+
+
+def test_decide_a_passed_blip_still_open_is_no_evidence() -> None:
+    """A one-row blip 14 minutes ago, its level back where it was: open for alerts, not a drain."""
+    assert kinds(HealingInputs("checkout", three(**PASSED_BLIP), recommendation=HOLD)) == []
+
+
+def test_decide_a_passed_blip_on_a_peer_does_not_make_a_real_fault_service_wide() -> None:
+    fault = {"anomaly_score": 1.0, "anomaly_metrics": ("network_latency",)}
+    fault |= {"anomaly_quiet": timedelta(minutes=3)}
+    fault |= {"shift": {"network_latency": 3.0}, "peer_shift": {"network_latency": 0.0}}
+    endpoints = (
+        replica("checkout-0", **fault),
+        replica("checkout-1", **PASSED_BLIP),
+        replica("checkout-2"),
+    )
+    assert kinds(HealingInputs("checkout", endpoints, recommendation=HOLD)) == [
+        (ActionKind.DRAIN_ENDPOINT, "checkout-0")
+    ]
+
+
+def test_decide_an_anomaly_still_off_its_level_counts_however_long_its_rows_were_quiet() -> None:
+    """The detector takes a lasting shift for the new normal: its rows go quiet, the fault stays."""
+    lasting = {"anomaly_score": 0.97, "anomaly_metrics": ("network_latency",)}
+    lasting |= {"anomaly_quiet": timedelta(minutes=12)}
+    lasting |= {"shift": {"network_latency": 3.0}, "peer_shift": {"network_latency": 0.0}}
+    assert kinds(HealingInputs("checkout", three(**lasting), recommendation=HOLD)) == [
+        (ActionKind.DRAIN_ENDPOINT, "checkout-0")
+    ]

@@ -1,7 +1,7 @@
 import pytest
 
 from routing.endpoints import Endpoint, EndpointStats, InvalidEndpoint
-from routing.windows import BucketCounter, DecayingAverage, PercentileRing
+from routing.windows import BucketCounter, DecayingAverage, DecayingCount, PercentileRing
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,23 @@ def test_finish_call_leaves_failures_out_of_latency() -> None:
     stats.begin(0.0)
     stats.finish(0.0, 0.001, failed=True)
     assert stats.latency.empty and stats.error_rate() == 1.0 and stats.in_flight == 0
+
+
+def test_recent_counts_the_calls_answered_well_lately() -> None:
+    stats = EndpointStats()
+    for t in range(60):
+        stats.begin(float(t))
+        stats.finish(float(t), 0.01, failed=t % 2 == 1)  # one call a second, every other fails
+    assert 18.0 < stats.recent.value(60.0) < 20.0  # ~30 well answered in 60 s, decayed
+    assert stats.recent.value(600.0) < 0.01  # ten minutes without a call: nothing recent
+
+
+def test_decaying_count_fades_by_elapsed_time() -> None:
+    count = DecayingCount(tau=10.0)
+    count.add(0.0)
+    count.add(0.0)
+    assert count.value(0.0) == 2.0
+    assert count.value(10.0) == pytest.approx(2.0 / 2.718281828, rel=1e-6)
 
 
 def test_percentile_ring_keeps_only_last_samples() -> None:
