@@ -41,10 +41,13 @@ class HealingPolicy:
     # open through its quiet spell (for alerts) but stops counting once it has passed.
     drain_anomaly_fresh: timedelta = timedelta(minutes=5)
     # A replica whose RelayCore latency is this many times its peers' median is slow on its own,
-    # counted only for replicas that answered at least this many calls well lately (about the
-    # last minute): the router starves a replica it finds slow, and its thin average is noise.
+    # if it answered at least this many calls well lately (about the last minute); the router
+    # starves a replica it finds slow, and a thin average is noisy.
     drain_latency_ratio: float = 3.0
     drain_latency_min_calls: float = 20.0
+    # A thin average 3-5x its peers' was noise (no fault); a replica slowed x20 is starved as
+    # fast, and its few calls still say x10 or more.
+    drain_latency_thin_ratio: float = 10.0
     # More than this share of a service's serving replicas bad alike: service-wide, never drained.
     service_wide_share: float = 0.5
     # A replica's anomaly is its peers' too when they moved at least this share of its own shift
@@ -145,14 +148,27 @@ def own_evidence(
         # over its last calls climbs slowly once the router sends it little.
         found.append(f"RelayCore's circuit breaker for it is {endpoint.breaker}")
     normal = median_latency([p for p in peers if well_sampled(p, policy)])
-    if endpoint.latency_ms is not None and normal and well_sampled(endpoint, policy):
+    limit = latency_limit(endpoint, policy)
+    if endpoint.latency_ms is not None and normal and limit is not None:
         ratio = endpoint.latency_ms / normal
-        if ratio >= policy.drain_latency_ratio:
+        if ratio >= limit:
+            thin = "" if well_sampled(endpoint, policy) else f", on {endpoint.recent_ok:.0f} calls"
             found.append(
                 f"RelayCore latency {endpoint.latency_ms:.0f} ms, {ratio:.1f}x its peers' "
-                f"{normal:.0f} ms"
+                f"{normal:.0f} ms{thin}"
             )
     return found
+
+
+def latency_limit(endpoint: EndpointHealth, policy: HealingPolicy) -> float | None:
+    """How many times its peers' latency drains it: `drain_latency_ratio` on enough recent
+    calls; on a few (the router starves a replica it finds slow), only the far larger
+    `drain_latency_thin_ratio`; on none lately (an old figure), never."""
+    if well_sampled(endpoint, policy):
+        return policy.drain_latency_ratio
+    if endpoint.recent_ok is not None and endpoint.recent_ok >= 1.0:
+        return policy.drain_latency_thin_ratio
+    return None
 
 
 def well_sampled(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:

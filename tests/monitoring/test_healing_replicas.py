@@ -107,7 +107,7 @@ def test_decide_last_serving_replica_is_never_drained() -> None:
     assert decide(HealingInputs("checkout", endpoints), POLICY) == []
 
 
-def test_decide_a_starved_replicas_thin_latency_average_is_no_evidence() -> None:
+def test_decide_a_starved_replicas_thin_5x_latency_average_is_no_evidence() -> None:
     """The router sent it 3 calls lately: its 5x average rests on them, so nothing is drained."""
     starved = three(latency_ms=50.0, recent_ok=3.0)
     assert kinds(HealingInputs("checkout", starved, recommendation=HOLD)) == []
@@ -115,6 +115,18 @@ def test_decide_a_starved_replicas_thin_latency_average_is_no_evidence() -> None
     assert kinds(HealingInputs("checkout", busy, recommendation=HOLD)) == [
         (ActionKind.DRAIN_ENDPOINT, "checkout-0")
     ]
+
+
+def test_decide_a_starved_replica_20x_slower_is_drained_on_its_few_calls() -> None:
+    [drain] = decide(HealingInputs("checkout", three(latency_ms=200.0, recent_ok=3.0)), POLICY)
+    assert drain.target == "checkout-0"
+    assert "RelayCore latency 200 ms, 20.0x its peers' 10 ms, on 3 calls" in drain.reason
+
+
+def test_decide_a_latency_figure_with_no_call_lately_is_no_evidence() -> None:
+    """Its last call was minutes ago: the figure is old, whatever it says."""
+    stale = three(latency_ms=500.0, recent_ok=0.2)
+    assert kinds(HealingInputs("checkout", stale, recommendation=HOLD)) == []
 
 
 def test_decide_latency_is_held_to_the_well_sampled_peers_only() -> None:
