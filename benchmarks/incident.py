@@ -294,7 +294,9 @@ def run_arm(arm: str, warmup: float, fault_s: float, repeat: int) -> dict[str, A
 # --- the report ---------------------------------------------------------------------------
 
 
-def median(values: list[float | None]) -> str:
+def median(values: list[float | None] | None) -> str:
+    if values is None:
+        return "-"
     seen = [v for v in values if v is not None]
     if not seen:
         return "missed"
@@ -312,14 +314,21 @@ STEPS = (
 )
 
 
+def step(incidents: list[dict[str, Any]], kind: str, key: str) -> list[float | None] | None:
+    """One step's times over the incidents of a kind; a restore only where it was drained
+    (None: no drain, so nothing to restore)."""
+    found = [i for i in incidents if i["kind"] == kind]
+    if key == "restore_after_end_s":
+        found = [i for i in found if i["drain_s"] is not None]
+    return [i[key] for i in found] or None
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     arms = list(results)
     lines = [f"| fault | step | {' | '.join(arms)} | target |", "|---" * (len(arms) + 3) + "|"]
     for kind, _, _ in FAULTS:
         for label, key, target in STEPS:
-            cells = [
-                median([i[key] for i in results[a]["incidents"] if i["kind"] == kind]) for a in arms
-            ]
+            cells = [median(step(results[a]["incidents"], kind, key)) for a in arms]
             lines.append(f"| {kind} | {label} | {' | '.join(cells)} | {target} |")
         for metric in ("p99_ms", "error_rate"):
             cells = []
@@ -354,6 +363,19 @@ def ratios(results: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def merged(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The arms of several saved runs: an arm's incidents add up, its last surge is kept."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for arm, result in run.items():
+            kept = out.setdefault(arm, {"arm": arm, "incidents": [], "surge": result["surge"]})
+            kept["incidents"] += [
+                {"firing_before": [], "actions": [], **i} for i in result["incidents"]
+            ]
+            kept["surge"] = result["surge"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arms", default="on,off", help="on, off or both (on,off)")
@@ -361,7 +383,15 @@ def main() -> None:
     parser.add_argument("--fault-s", type=float, default=90.0, help="each fault's duration")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of the two faults, 1..5")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--report", type=Path, nargs="+", help="print the table of saved --json results, no run"
+    )
     args = parser.parse_args()
+    if args.report:
+        saved = merged([json.loads(path.read_text()) for path in args.report])
+        print(table(saved))
+        print("\n".join(ratios(saved)))
+        return
     arms = [a for a in args.arms.split(",") if a]
     if not set(arms) <= set(ARMS) or not 0 < args.warmup <= 600 or not 1 <= args.repeat <= 5:
         parser.error("--arms takes on and off, --warmup 1..600 s, --repeat 1..5")
