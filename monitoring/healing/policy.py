@@ -40,6 +40,10 @@ class HealingPolicy:
     # on one of its metrics, or its last anomalous row is at most this old. A one-row blip stays
     # open through its quiet spell (for alerts) but stops counting once it has passed.
     drain_anomaly_fresh: timedelta = timedelta(minutes=5)
+    # The metrics by which a replica serves badly. Its load (request_count) and what follows
+    # load (cpu_usage, memory_usage) move when the router shifts traffic to it from a slow
+    # peer: an anomaly on those alone alerts, but drains nothing.
+    drain_metrics: tuple[str, ...] = ("network_latency", "error_rate")
     # A replica whose RelayCore latency is this many times its peers' median is slow on its own,
     # if it answered at least this many calls well lately (about the last minute); the router
     # starves a replica it finds slow, and a thin average is noisy.
@@ -131,9 +135,11 @@ def own_evidence(
     errors, breaker or latency for it (latency only against its peers', so a slow service is
     not)."""
     found = []
-    if current_anomaly(endpoint, policy):
+    symptoms = [m for m in endpoint.anomaly_metrics if m in policy.drain_metrics]
+    if current_anomaly(endpoint, policy) and symptoms:
         unlike = unlike_peers(endpoint, policy)
-        metrics = ", ".join(endpoint.anomaly_metrics) or "its metrics"
+        unlike = None if unlike is None else [m for m in unlike if m in symptoms]
+        metrics = ", ".join(endpoint.anomaly_metrics)
         if unlike is None:
             found.append(f"its own anomaly (score {endpoint.anomaly_score:.2f} on {metrics})")
         elif unlike:
@@ -174,6 +180,13 @@ def latency_limit(endpoint: EndpointHealth, policy: HealingPolicy) -> float | No
 def well_sampled(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:
     """RelayCore's latency for it rests on enough recent calls to be compared."""
     return endpoint.recent_ok is None or endpoint.recent_ok >= policy.drain_latency_min_calls
+
+
+def load_only_anomaly(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:
+    """A current anomaly on none of the `drain_metrics`: the replica's load moved."""
+    return current_anomaly(endpoint, policy) and not (
+        set(endpoint.anomaly_metrics) & set(policy.drain_metrics)
+    )
 
 
 def current_anomaly(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:
@@ -235,9 +248,12 @@ def service_wide(inputs: HealingInputs, policy: HealingPolicy) -> str | None:
         if e.anomaly_score >= policy.drain_anomaly_score and unlike_peers(e, policy) == []
     ]
     bad = {e.name for e in serving if _evidence(e, serving, policy)} | {e.name for e in shared}
-    if len(bad) > policy.service_wide_share * len(serving):
-        names = ", ".join(sorted(bad))
-        return f"service-wide: {len(bad)} of {len(serving)} replicas alike ({names})"
+    # Anomalies of load alone drain nothing, but on most replicas at once they are a surge.
+    loaded = {e.name for e in serving if load_only_anomaly(e, policy)}
+    for alike in (bad, loaded):
+        if len(alike) > policy.service_wide_share * len(serving):
+            names = ", ".join(sorted(alike))
+            return f"service-wide: {len(alike)} of {len(serving)} replicas alike ({names})"
     if shared:
         e = shared[0]
         return f"service-wide: {e.name}'s anomaly is its peers' too ({_moves(e, moved(e))})"

@@ -231,3 +231,24 @@ def test_decide_an_anomaly_still_off_its_level_counts_however_long_its_rows_were
     assert kinds(HealingInputs("checkout", three(**lasting), recommendation=HOLD)) == [
         (ActionKind.DRAIN_ENDPOINT, "checkout-0")
     ]
+
+
+def test_decide_a_peer_loaded_by_the_traffic_a_slow_replica_lost_is_not_drained() -> None:
+    """Seen in the incident benchmark: checkout-2 slowed x14, the router moved its traffic to
+    checkout-0, whose request_count x4.9 and cpu x1.6 were an anomaly of load, not a fault."""
+    loaded = {"anomaly_score": 0.99, "anomaly_metrics": ("cpu_usage", "request_count")}
+    loaded |= {"shift": {"cpu_usage": 0.47, "request_count": 1.59}}
+    loaded |= {"peer_shift": {"cpu_usage": 0.0, "request_count": 0.1}}
+    endpoints = (
+        replica("checkout-0", **loaded),
+        replica("checkout-1"),
+        replica("checkout-2", latency_ms=296.0),
+    )
+    assert kinds(HealingInputs("checkout", endpoints, recommendation=HOLD)) == [
+        (ActionKind.DRAIN_ENDPOINT, "checkout-2")
+    ]
+
+
+def test_decide_an_anomaly_of_memory_alone_alerts_but_drains_nothing() -> None:
+    memory = {"anomaly_score": 0.94, "anomaly_metrics": ("memory_usage",)}
+    assert kinds(HealingInputs("checkout", three(**memory), recommendation=HOLD)) == []
