@@ -314,6 +314,10 @@ STEPS = (
 )
 
 
+def kept(incidents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [i for i in incidents if i["kind"] == kind]
+
+
 def step(incidents: list[dict[str, Any]], kind: str, key: str) -> list[float | None] | None:
     """One step's times over the incidents of a kind; a restore only where it was drained
     (None: no drain, so nothing to restore)."""
@@ -338,7 +342,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 cells.append(f"{statistics.median(values):.4g}" if values else "-")
             lines.append(f"| {kind} | client {metric} during the fault | {' | '.join(cells)} | |")
         others = [
-            sorted({r for i in results[a]["incidents"] for r in i["other_drains"]}) for a in arms
+            sorted({r for i in kept(results[a]["incidents"], kind) for r in i["other_drains"]})
+            for a in arms
         ]
         lines.append(f"| {kind} | other replicas drained | {' | '.join(map(str, others))} | none |")
     surges = [str(results[a]["surge"]["drains"]) for a in arms]
