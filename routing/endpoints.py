@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from routing.windows import DecayingAverage, DecayingCount, OutcomeRing, PercentileRing
+from routing.windows import BucketCounter, DecayingAverage, OutcomeRing, PercentileRing
 
 DEFAULT_MAX_CONCURRENCY = 32
 
@@ -48,7 +48,7 @@ def validate_url(url: str) -> None:
 @dataclass(slots=True)
 class StatsConfig:
     latency_tau_s: float = 10.0
-    recent_tau_s: float = 60.0  # the horizon of `recent`, the calls answered well lately
+    recent_window_s: float = 60.0  # `recent` counts the calls answered well in this window
     window_size: int = 512
     error_window: int = 100
 
@@ -73,13 +73,13 @@ class EndpointStats:
     # the oldest of them has been waiting at least since then (see ``silent_for``).
     heard_at: float = 0.0
     latency: DecayingAverage = field(init=False)
-    recent: DecayingCount = field(init=False)  # the calls answered without failing, lately
+    recent: BucketCounter = field(init=False)  # the calls answered without failing, lately
     window: PercentileRing = field(init=False)
     outcomes: OutcomeRing = field(init=False)
 
     def __post_init__(self) -> None:
         self.latency = DecayingAverage(self.config.latency_tau_s)
-        self.recent = DecayingCount(self.config.recent_tau_s)
+        self.recent = BucketCounter(self.config.recent_window_s)
         self.window = PercentileRing(self.config.window_size)
         self.outcomes = OutcomeRing(self.config.error_window)
 

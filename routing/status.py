@@ -31,9 +31,9 @@ class EndpointStatus:
     p50_ms: float | None
     p99_ms: float | None
     latency_avg_ms: float | None
-    # Calls answered without failing lately (about the last minute): how much the latency
-    # figures rest on. A replica the router starves has an old, thin average.
-    recent_ok: float
+    # Calls answered without failing in the last minute: how much the latency figures rest on.
+    # A replica the router starves has an old, thin average.
+    recent_ok: int
     error_rate: float
     breaker: str
     breaker_retry_in_s: float
@@ -80,7 +80,7 @@ def endpoint_status(
         p50_ms=s.percentile_ms(50),
         p99_ms=s.percentile_ms(99),
         latency_avg_ms=None if s.latency.empty else s.latency.value() * 1000.0,
-        recent_ok=round(s.recent.value(now), 2),
+        recent_ok=s.recent.total(now),
         error_rate=s.error_rate(),
         breaker=str(breaker.state(now)),
         breaker_retry_in_s=breaker.retry_after_s(now),

@@ -10,27 +10,6 @@ import math
 from collections import deque
 
 
-class DecayingCount:
-    """How many events happened lately: each counts 1, fading as exp(-age / tau), so the count is
-    about the number seen in the last `tau` seconds at a steady rate."""
-
-    __slots__ = ("tau", "_count", "_stamp")
-
-    def __init__(self, tau: float) -> None:
-        if tau <= 0:
-            raise ValueError("tau must be positive")
-        self.tau = tau
-        self._count = 0.0
-        self._stamp = 0.0
-
-    def add(self, now: float) -> None:
-        self._count = self.value(now) + 1.0
-        self._stamp = now
-
-    def value(self, now: float) -> float:
-        return self._count * math.exp(-max(now - self._stamp, 0.0) / self.tau)
-
-
 class DecayingAverage:
     """An exponentially weighted average whose weights follow elapsed time, not sample count.
 

@@ -135,7 +135,7 @@ def own_evidence(
     errors, breaker or latency for it (latency only against its peers', so a slow service is
     not)."""
     found = []
-    symptoms = [m for m in endpoint.anomaly_metrics if m in policy.drain_metrics]
+    symptoms = drain_symptoms(endpoint, policy)
     if current_anomaly(endpoint, policy) and symptoms:
         unlike = unlike_peers(endpoint, policy)
         unlike = None if unlike is None else [m for m in unlike if m in symptoms]
@@ -182,11 +182,14 @@ def well_sampled(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:
     return endpoint.recent_ok is None or endpoint.recent_ok >= policy.drain_latency_min_calls
 
 
+def drain_symptoms(endpoint: EndpointHealth, policy: HealingPolicy) -> list[str]:
+    """The anomaly's metrics by which the replica serves badly (`drain_metrics`)."""
+    return [m for m in endpoint.anomaly_metrics if m in policy.drain_metrics]
+
+
 def load_only_anomaly(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:
     """A current anomaly on none of the `drain_metrics`: the replica's load moved."""
-    return current_anomaly(endpoint, policy) and not (
-        set(endpoint.anomaly_metrics) & set(policy.drain_metrics)
-    )
+    return current_anomaly(endpoint, policy) and not drain_symptoms(endpoint, policy)
 
 
 def current_anomaly(endpoint: EndpointHealth, policy: HealingPolicy) -> bool:
