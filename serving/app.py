@@ -40,7 +40,7 @@ from serving.neuroweaver import api as neuroweaver
 from serving.neuroweaver import models, predict, webhooks
 from serving.neuroweaver import versions as registry
 from serving.neuroweaver.batching import MicroBatcher
-from serving.orchestrator import alerts, forecaster
+from serving.orchestrator import alerts, forecaster, incidents
 from serving.orchestrator.api import router as orchestrator_router
 from serving.relaycore.api import router as relaycore_router
 from serving.settings import ServingSettings, get_settings
@@ -59,6 +59,7 @@ ROUTERS = [
     relaycore_router,
     orchestrator_router,
     alerts.router,
+    incidents.router,
 ]
 FIRST_LOAD_TIMEOUT_S = 60.0
 

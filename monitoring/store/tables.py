@@ -69,7 +69,8 @@ class MetricSample(Base):
 
 
 class Incident(Base):
-    """Ground truth of an incident the simulator injected."""
+    """An incident: the simulator's injected ground truth (`source` 'simulator') or one a user
+    recorded through the API ('recorded'); both label the failure-risk training."""
 
     __tablename__ = "incidents"
 
@@ -78,6 +79,8 @@ class Incident(Base):
     kind: Mapped[str] = mapped_column(String(50))
     start: Mapped[datetime] = mapped_column(UTCDateTime)
     end: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(20), default="simulator", server_default="simulator")
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class IngestionRun(Base):
