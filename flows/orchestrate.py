@@ -19,6 +19,7 @@ from flows.relaycore_client import http_endpoints, relaycore_executors
 from monitoring.alerts.delivery import SinkReport
 from monitoring.alerts.pipeline import AlertReport, registry_promoted
 from monitoring.assess.capacity_model import FittedForecaster
+from monitoring.assess.failure_model import RiskModel
 from monitoring.assess.insights import Assessment, Predictor
 from monitoring.config import get_alert_settings, get_orchestrator_settings, get_settings
 from monitoring.healing.actions import Action, Mode
@@ -96,6 +97,25 @@ def load_forecaster() -> FittedForecaster | None:
         return None
 
 
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def load_risk_model() -> RiskModel | None:
+    """failure-risk@champion; None (the hand-set rule answers) without one."""
+    import mlflow
+
+    from monitoring.assess import failure_model
+    from monitoring.neuroweaver import registry
+
+    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+    champion = registry.alias_version(failure_model.MODEL_NAME, "champion")
+    if champion is None:
+        return None
+    try:
+        return RiskModel(failure_model.load_version(champion), champion)
+    except registry.ModelLoadError as exc:
+        get_run_logger().warning("the hand-set rule gives the risk this run: %s", exc)
+        return None
+
+
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def detect(service: str, now: datetime) -> list[dict[str, Any]]:
     """Scores the new samples of the service's own series and of each of its replicas; stores
@@ -105,13 +125,18 @@ def detect(service: str, now: datetime) -> list[dict[str, Any]]:
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def assess(
-    service: str, now: datetime, predictor: Predictor | None, forecaster: FittedForecaster | None
+    service: str,
+    now: datetime,
+    predictor: Predictor | None,
+    forecaster: FittedForecaster | None,
+    risk_model: RiskModel | None = None,
 ) -> Assessment:
-    """One service; its scaling starts from its registered, undrained endpoints in RelayCore."""
+    """One service; its scaling starts from its registered, undrained endpoints in RelayCore,
+    its risk is failure-risk@champion's when there is one, else the hand-set rule's."""
     context = _context()
     replicas = serving_count(context.endpoints_of()(service))
     return orchestrator.assess_service(
-        context.engine, service, now, predictor, context.settings, forecaster, replicas
+        context.engine, service, now, predictor, context.settings, forecaster, replicas, risk_model
     )
 
 
@@ -184,7 +209,8 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
     new = [a for s in services for a in detect(s, now)]
     predictor, model = load_champion(now)
     forecaster = load_forecaster()
-    assessments = [assess(s, now, predictor, forecaster) for s in services]
+    risk_model = load_risk_model()
+    assessments = [assess(s, now, predictor, forecaster, risk_model) for s in services]
     actions = heal(assessments, model, mode)
     alerts = alert(assessments, model, now)
     for a in actions:
@@ -196,6 +222,7 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
         "services": services,
         "new_anomalies": new,
         "risks": {a.service: None if a.risk is None else a.risk.risk for a in assessments},
+        "risk_model": risk_model.label if risk_model else "hand-set rule",
         "actions": actions,
         "alerts": alerts,
     }

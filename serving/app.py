@@ -40,7 +40,7 @@ from serving.neuroweaver import api as neuroweaver
 from serving.neuroweaver import models, predict, webhooks
 from serving.neuroweaver import versions as registry
 from serving.neuroweaver.batching import MicroBatcher
-from serving.orchestrator import alerts, forecaster, incidents
+from serving.orchestrator import alerts, forecaster, incidents, risk
 from serving.orchestrator.api import router as orchestrator_router
 from serving.relaycore.api import router as relaycore_router
 from serving.settings import ServingSettings, get_settings
@@ -148,6 +148,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 "forecaster-poller",
                 forecaster.poll(state.forecaster, state.settings.model_reload_interval),
             ),
+            ("risk-poller", risk.poll(state.risk, state.settings.model_reload_interval)),
             ("live-ticker", live.tick(state, state.settings.live_interval)),
             ("prediction-log", state.predictions.run()),
         )
@@ -183,6 +184,8 @@ async def _first_load(state: AppState) -> None:
         log.warning("starting without a model: %s", state.holder.problem)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.to_thread(state.forecaster.reload), FIRST_LOAD_TIMEOUT_S)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.to_thread(state.risk.reload), FIRST_LOAD_TIMEOUT_S)
 
 
 async def _open_store(state: AppState) -> None:

@@ -18,6 +18,7 @@ from serving.neuroweaver.batching import MicroBatcher
 from serving.neuroweaver.models import LoadedModel, ModelHolder
 from serving.neuroweaver.signatures import RecentDeliveries
 from serving.orchestrator.forecaster import ForecasterHolder
+from serving.orchestrator.risk import RiskHolder
 from serving.settings import ServingSettings
 
 ComponentProbe = Callable[[], dict[str, Any]]
@@ -39,6 +40,7 @@ class AppState:
     store_problem: str | None = None
     deliveries: RecentDeliveries = field(default_factory=RecentDeliveries)
     forecaster: ForecasterHolder = field(default_factory=ForecasterHolder)
+    risk: RiskHolder = field(default_factory=RiskHolder)
 
     def __post_init__(self) -> None:
         # The modes say how multiprocess mode (serving/http/metrics.py) joins the workers' values.

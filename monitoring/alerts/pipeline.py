@@ -96,11 +96,15 @@ def evaluate(
     base = inputs.base_url
     found = rules.anomaly_alerts(latest_anomalies(engine), base)
     for a in inputs.assessments:
+        # A learned risk alarms at the threshold chosen on its validation days.
+        threshold, horizon = settings.alert_risk_threshold, inputs.risk_horizon_minutes
+        if a.risk is not None and a.risk.threshold is not None:
+            threshold, horizon = a.risk.threshold, a.risk.horizon_steps
         found += rules.risk_alert(
             a.service,
             a.risk,
-            settings.alert_risk_threshold,
-            inputs.risk_horizon_minutes,
+            threshold,
+            horizon,
             now,
             base,
         )

@@ -55,11 +55,18 @@ class RiskFactor:
     detail: str
 
 
+HAND_SET_RULE = "hand-set rule"
+
+
 @dataclass(frozen=True)
 class FailureRisk:
     risk: float
     horizon_steps: int
     factors: tuple[RiskFactor, ...]
+    # Which answered: "hand-set rule", or "failure-risk vN" (the learned champion).
+    model: str = HAND_SET_RULE
+    # The learned version's alarm threshold, chosen on validation; None for the hand-set rule.
+    threshold: float | None = None
 
 
 def projected_rise(values: Sequence[float], horizon: int) -> float:

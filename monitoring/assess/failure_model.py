@@ -27,14 +27,14 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 
-from monitoring.assess.failure import RiskFactor
+from monitoring.assess.failure import HAND_SET_RULE, FailureRisk, RiskFactor
 from monitoring.neuroweaver.labels import ERROR_SLO_PERCENT, LATENCY_SLO_MS
 from monitoring.samples import METRICS
 
 MODEL_NAME: Final = "failure-risk"
 STATE_FILE: Final = "state.json"
 FORMAT: Final = 1
-HAND_SET: Final = "hand-set rule"
+HAND_SET: Final = HAND_SET_RULE
 SCORE_EVERY: Final = pd.Timedelta(minutes=5)
 TREND_ROWS: Final = 60  # the hand-set rule's window (insights.RISK_WINDOW)
 NOW_ROWS: Final = 5
@@ -270,10 +270,13 @@ def fit(
     x: np.ndarray, y: np.ndarray, horizon: int, score_source: str, now: datetime | None = None
 ) -> tuple[FittedRisk, CalibratedClassifierCV]:
     """Boosting on the first three quarters of the rows (in time order), isotonic calibration
-    on the last quarter; the threshold is 0.5 until `with_threshold` sets the chosen one."""
+    on the last quarter (earlier, if that quarter would hold under a quarter of the events); the threshold is 0.5 until `with_threshold` sets the chosen one."""
     if len(np.unique(y)) < 2:
         raise RiskTrainingError("the training days hold no breach or incident, or nothing else")
-    cut = int(len(y) * 0.75)
+    positives = np.flatnonzero(y)
+    # The last quarter of the rows, or from the last quarter of the events if those come earlier:
+    # the calibration needs events too.
+    cut = min(int(len(y) * 0.75), int(positives[int(len(positives) * 0.75)]))
     if len(np.unique(y[:cut])) < 2 or len(np.unique(y[cut:])) < 2:
         raise RiskTrainingError("both parts of the training days need events and quiet rows")
     boosted = classifier().fit(x[:cut], y[:cut])
@@ -343,3 +346,24 @@ def risk_now(
     row[FEATURES.index("detector_score")] = detector_score
     factors = explain(state, row)
     return float(state.predict(row[None, :])[0]), factors
+
+
+@dataclass(frozen=True)
+class RiskModel:
+    """A loaded version of failure-risk: its state and its version."""
+
+    state: FittedRisk
+    version: str
+
+    @property
+    def label(self) -> str:
+        return f"{MODEL_NAME} v{self.version}"
+
+    def assess(
+        self, frame: pd.DataFrame, scores: pd.Series | None, detector_score: float
+    ) -> FailureRisk:
+        """The learned risk at the frame's last row, its top factors, and its threshold."""
+        risk, factors = risk_now(self.state, frame, scores, detector_score)
+        return FailureRisk(
+            risk, self.state.horizon_minutes, tuple(factors[:8]), self.label, self.state.threshold
+        )

@@ -17,6 +17,7 @@ import pandas as pd
 
 from monitoring.assess import capacity_model
 from monitoring.assess.failure import FailureRisk, ServiceSignals, failure_risk
+from monitoring.assess.failure_model import BASELINE_ROWS, RiskModel
 from monitoring.assess.forecasting import (
     Forecast,
     InsufficientHistory,
@@ -136,6 +137,22 @@ def risk_of(
     return failure_risk(signals, horizon)
 
 
+def learned_risk_of(
+    frame: pd.DataFrame,
+    predictor: Predictor | None,
+    anomalies: Sequence[OpenAnomaly],
+    model: RiskModel,
+) -> FailureRisk:
+    """The learned champion's risk: NeuroWeaver's per-row predictions are its score feature when
+    it was trained on them (else the observed score), the strongest open anomaly its detector's."""
+    recent = frame.tail(BASELINE_ROWS + NOW_ROWS)
+    scores = None
+    if predictor is not None and model.state.score_source == "neuroweaver":
+        scores = pd.Series(predictor(recent[list(METRICS)].to_numpy(np.float64)), recent.index)
+    strongest = max((a.score for a in anomalies), default=0.0)
+    return model.assess(recent, scores, strongest)
+
+
 def recommend(
     frame: pd.DataFrame,
     now: datetime,
@@ -228,9 +245,11 @@ def assess(
     settings: OrchestratorSettings,
     choice: SeriesChoice | None = None,
     replicas: int | None = None,
+    risk_model: RiskModel | None = None,
 ) -> Assessment:
     """Everything the orchestrator knows about one service from its recent samples; `replicas`
-    is its registered, undrained endpoint count (None: none registered)."""
+    is its registered, undrained endpoint count (None: none registered). The risk is
+    `risk_model`'s (failure-risk@champion) when given, else the hand-set rule's."""
     found = Assessment(service, now, len(samples))
     if len(samples) < MIN_RISK_ROWS:
         found.problems.append(
@@ -240,7 +259,10 @@ def assess(
     frame = frame_of(samples)
     found.health = {m: float(frame[m].tail(NOW_ROWS).mean()) for m in METRICS}
     found.predicted_score = predicted_score(frame, predictor)
-    found.risk = risk_of(frame, found.predicted_score, anomalies, settings.risk_horizon_minutes)
+    if risk_model is not None:
+        found.risk = learned_risk_of(frame, predictor, anomalies, risk_model)
+    else:
+        found.risk = risk_of(frame, found.predicted_score, anomalies, settings.risk_horizon_minutes)
     horizon = timedelta(minutes=settings.forecast_horizon_minutes)
     try:
         found.capacity = forecast_metric(

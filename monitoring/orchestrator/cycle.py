@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from monitoring.alerts import pipeline as alert_pipeline
 from monitoring.alerts.delivery import Post, http_post
 from monitoring.assess.capacity_model import FittedForecaster
+from monitoring.assess.failure_model import RiskModel
 from monitoring.assess.insights import NOW_ROWS, Assessment, OpenAnomaly, Predictor, assess
 from monitoring.config import AlertSettings, OrchestratorSettings, get_settings
 from monitoring.healing.actions import (
@@ -70,6 +71,8 @@ class OrchestratorContext:
     settings: OrchestratorSettings
     predictor: Predictor | None = None
     forecaster: FittedForecaster | None = None
+    # failure-risk@champion; None: the hand-set rule answers.
+    risk_model: RiskModel | None = None
     model: ModelHealth | None = None
     # None: RelayCore's desired state in the store (names, URLs, drains; no figures).
     endpoints: EndpointsOf | None = None
@@ -169,16 +172,26 @@ def assess_service(
     settings: OrchestratorSettings,
     forecaster: FittedForecaster | None = None,
     replicas: int | None = None,
+    risk_model: RiskModel | None = None,
 ) -> Assessment:
     """One service's assessment; its CPU forecast uses the forecaster's fitted choice if any,
-    and its scaling advice starts from `replicas` (the serving endpoints; None or 0: none is
-    registered, so the SCALING_REPLICAS setting)."""
+    its risk the learned `risk_model` if any (else the hand-set rule), and its scaling advice
+    starts from `replicas` (the serving endpoints; None or 0: none is registered, so the
+    SCALING_REPLICAS setting)."""
     with Session(engine) as session:
         samples = read_samples(session, start=now - ASSESS_HISTORY, end=now, services=[service])
     anomalies = open_anomalies(engine, service)
     choice = forecaster.choice_for(service, "cpu_usage") if forecaster else None
     return assess(
-        service, samples, now, anomalies, predictor, settings, choice=choice, replicas=replicas
+        service,
+        samples,
+        now,
+        anomalies,
+        predictor,
+        settings,
+        choice=choice,
+        replicas=replicas,
+        risk_model=risk_model,
     )
 
 
@@ -394,6 +407,7 @@ def run_cycle(
             ctx.settings,
             ctx.forecaster,
             replicas=serving_count(endpoints(s)),
+            risk_model=ctx.risk_model,
         )
         for s in services
     ]

@@ -113,7 +113,7 @@ def _check_mapping(url: str, path: Path | None) -> None:
         _fail("\n".join(problems))
 
 
-MODELS = ("neuroweaver", "capacity-forecaster")
+MODELS = ("neuroweaver", "capacity-forecaster", "failure-risk")
 
 
 @app.command()
@@ -125,7 +125,10 @@ def train(
     timeout: Annotated[float, typer.Option(min=1, help="search time limit in seconds")] = 480.0,
     window_days: Annotated[
         float | None,
-        typer.Option(min=0.01, help="days of history to train on (7; 21 for capacity-forecaster)"),
+        typer.Option(
+            min=0.01,
+            help="days of history to train on (7; 21 for capacity-forecaster, 14 for failure-risk)",
+        ),
     ] = None,
     max_epochs: Annotated[int, typer.Option(min=1, help="largest epoch count searched")] = 20,
     data: Annotated[
@@ -142,6 +145,9 @@ def train(
         _fail(f"--model must be one of {', '.join(MODELS)}, not {model!r}")
     # Without --window-days each flow keeps its own default (7 days, 21 for capacity).
     window: dict[str, Any] = {} if window_days is None else {"window_days": window_days}
+    if model == "failure-risk":
+        _train_failure_risk(window, data)
+        return
     if model == "capacity-forecaster":
         if data is not None:
             _fail("--data trains neuroweaver only; capacity-forecaster learns from the store")
@@ -163,6 +169,15 @@ def train(
             study_name=study_name,
         )
     )
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+def _train_failure_risk(window: dict[str, Any], data: Path | None) -> None:
+    if data is not None:
+        _fail("--data trains neuroweaver only; failure-risk learns from the store")
+    from flows.train_failure import train_failure_flow
+
+    result = _run(lambda: train_failure_flow(**window))
     typer.echo(json.dumps(result, indent=2, default=str))
 
 

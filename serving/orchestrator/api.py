@@ -227,6 +227,7 @@ def _insights(state: AppState, engine: Engine, service: str) -> ServiceInsights:
         get_orchestrator_settings(),
         state.forecaster.current,
         replicas,
+        state.risk.current,
     )
     open_rows = find_anomalies(engine, AnomalyFilter(service=service, state=OPEN))
     recent = SqlActionRepository(engine).list(service=service, limit=20)
@@ -255,6 +256,7 @@ def _context(request: Request, state: AppState, engine: Engine) -> orchestrator.
         engine=engine,
         settings=settings,
         predictor=loaded.model.predict if loaded is not None else None,
+        risk_model=state.risk.current,
         endpoints=relay_endpoints(relay),
         executors=api_executors(state, relay, asyncio.get_running_loop(), settings),
         # The on-demand cycle raises and delivers alerts as the scheduled flow does.

@@ -73,6 +73,13 @@ class FailureRiskInfo(BaseModel):
     risk: float = Field(description="probability-like risk of missing the objectives, in [0, 1]")
     horizon_minutes: int
     factors: list[RiskFactorInfo]
+    risk_model: str = Field(
+        description='which answered: "failure-risk vN" (the learned @champion) or "hand-set rule"'
+    )
+    threshold: float | None = Field(
+        description="the learned version's alarm threshold, chosen on validation; null for the rule"
+    )
+    alarm: bool | None = Field(description="risk at or above the threshold; null for the rule")
 
 
 class ScalingRecommendationInfo(BaseModel):

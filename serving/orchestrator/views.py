@@ -141,8 +141,14 @@ def risk(found: Assessment) -> FailureRiskInfo | None:
         RiskFactorInfo(name=f.name, value=f.value, contribution=f.contribution, detail=f.detail)
         for f in found.risk.factors
     ]
+    threshold = found.risk.threshold
     return FailureRiskInfo(
-        risk=found.risk.risk, horizon_minutes=found.risk.horizon_steps, factors=factors
+        risk=found.risk.risk,
+        horizon_minutes=found.risk.horizon_steps,
+        factors=factors,
+        risk_model=found.risk.model,
+        threshold=threshold,
+        alarm=None if threshold is None else found.risk.risk >= threshold,
     )
 
 

@@ -15,6 +15,7 @@ EXPECTED = {
     "every-minute": "* * * * *",
     "daily": "0 3 * * *",
     "daily-capacity": "30 3 * * *",
+    "daily-failure-risk": "45 3 * * *",
     "every-five-minutes": "*/5 * * * *",
 }
 
