@@ -1,7 +1,7 @@
 """The Open Inference Protocol V2 REST endpoints: server and model health, metadata, infer.
 
 Errors carry the protocol's body, `{"error": "..."}`. A ready check answers 200 when ready and
-400 when not (the protocol's "4xx for false", as Triton does), with the reason in the body.
+503 when not (as the protocol's OpenAPI document has it), with the reason in the body.
 """
 
 from __future__ import annotations
@@ -62,12 +62,12 @@ async def server_live() -> InferenceLive:
 
 
 @router.get(
-    "/health/ready", response_model=InferenceReady, responses={400: {"model": InferenceReady}}
+    "/health/ready", response_model=InferenceReady, responses={503: {"model": InferenceReady}}
 )
 async def server_ready(models: ModelsDep) -> Response:
     """Ready when every model served over the protocol has a version loaded."""
     ready = all(models.get(name).current() is not None for name in models.names())
-    return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 @router.get("/models/{name}", response_model=InferenceModelMetadata, responses=_ERRORS)
@@ -86,7 +86,7 @@ async def version_metadata(models: ModelsDep, name: str, version: str) -> Respon
 
 @router.get("/models/{name}/ready", response_model=InferenceModelReady, responses=_ERRORS)
 async def model_ready(models: ModelsDep, name: str) -> Response:
-    """Whether the model's alias has a version loaded (200) or not (400)."""
+    """Whether the model's alias has a version loaded (200) or not (503)."""
     return await _ready(models, name, None)
 
 
@@ -96,7 +96,7 @@ async def model_ready(models: ModelsDep, name: str) -> Response:
     responses=_ERRORS,
 )
 async def version_ready(models: ModelsDep, name: str, version: str) -> Response:
-    """Whether one registered version loads and passes its check (200) or not (400)."""
+    """Whether one registered version loads and passes its check (200) or not (503)."""
     return await _ready(models, name, version)
 
 
@@ -201,4 +201,4 @@ def _readiness(
     body = InferenceModelReady(
         name=name, ready=version is not None, version=version or asked, reason=reason
     )
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if body.ready else 400)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if body.ready else 503)

@@ -184,7 +184,7 @@ def test_get_version_ready_of_a_corrupt_version_is_false(
     client: TestClient, model_registry: Registry
 ) -> None:
     response = client.get(f"/v2/models/neuroweaver/versions/{model_registry.corrupt}/ready")
-    assert response.status_code == 400 and response.json()["ready"] is False
+    assert response.status_code == 503 and response.json()["ready"] is False
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ def no_champion(api_settings: object) -> Iterator[TestClient]:
 
 def test_model_without_champion_is_not_ready_and_infer_is_503(no_champion: TestClient) -> None:
     ready = no_champion.get("/v2/models/neuroweaver/ready")
-    assert ready.status_code == 400 and ready.json()["ready"] is False
+    assert ready.status_code == 503 and ready.json()["ready"] is False
     assert no_champion.get("/v2/health/ready").json() == {"ready": False}
     response = _infer(no_champion, inputs=[_tensor(ROW)])
     assert response.status_code == 503 and "not ready" in response.json()["error"]
