@@ -36,6 +36,11 @@ from serving.http.middleware import BodySizeLimit, RequestTimer
 from serving.http.ratelimit import RateLimit
 from serving.http.ratelimit import document as document_rate_limits
 from serving.http.security import require_api_key
+from serving.inference import api as inference
+from serving.inference import catalog
+from serving.inference import neuroweaver as inference_neuroweaver
+from serving.inference.adapters import ModelRepository
+from serving.inference.infer import InferPath
 from serving.neuroweaver import api as neuroweaver
 from serving.neuroweaver import models, predict, webhooks
 from serving.neuroweaver import versions as registry
@@ -60,6 +65,8 @@ ROUTERS = [
     orchestrator_router,
     alerts.router,
     incidents.router,
+    inference.router,
+    catalog.router,
 ]
 FIRST_LOAD_TIMEOUT_S = 60.0
 
@@ -85,6 +92,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         description="Predictions, training, registry, ingestion and the live ecosystem.",
     )
     app.state.automatrix = state
+    app.state.inference = ModelRepository()
+    app.state.inference.register(inference_neuroweaver.adapter(state))
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
@@ -97,6 +106,9 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 def _add_middleware(app: FastAPI, state: AppState) -> None:
     predict_route = next(
         r for r in neuroweaver.router.routes if getattr(r, "path", None) == predict.PATH
+    )
+    app.add_middleware(
+        InferPath, state=state, models=app.state.inference, routes=inference.router.routes
     )
     app.add_middleware(predict.PredictPath, state=state, route=predict_route)  # innermost
     if state.settings.cors_origins:

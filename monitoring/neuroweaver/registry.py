@@ -1,5 +1,5 @@
 """The only door to the MLflow registry: register, resolve an alias, load and check a version
-(through the local cache of loaded versions in MODEL_SAVE_PATH), move an alias, list versions,
+(through the local cache of loaded versions in MODEL_SAVE_PATH), move an alias, list models and versions,
 the promotion decision and its typed evidence, alias webhooks.
 
 Every MLflow error leaves as one of three: `NotFound` (no such model, version or alias),
@@ -128,6 +128,41 @@ def aliases(name: str) -> dict[str, str]:
     """alias -> version (search results do not carry aliases; the registered model does)."""
     model = _call(lambda client: client.get_registered_model(name))
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+
+@dataclass(frozen=True)
+class RegisteredModelSummary:
+    """One registered model: its aliases (alias -> version) and its highest version."""
+
+    name: str
+    aliases: dict[str, str]
+    latest_version: str | None
+    description: str | None
+
+
+def list_models() -> list[RegisteredModelSummary]:
+    """Every registered model in the registry, by name; RegistryUnreachable when it is down."""
+
+    def search(client: MlflowClient) -> list[RegisteredModelSummary]:
+        found, token = [], None
+        while True:
+            page = client.search_registered_models(max_results=100, page_token=token)
+            found += [_summary(model) for model in page]
+            token = page.token
+            if not token:
+                return sorted(found, key=lambda m: m.name)
+
+    return _call(search)
+
+
+def _summary(model: Any) -> RegisteredModelSummary:
+    versions = [int(v.version) for v in (model.latest_versions or [])]
+    return RegisteredModelSummary(
+        name=model.name,
+        aliases={alias: str(version) for alias, version in (model.aliases or {}).items()},
+        latest_version=str(max(versions)) if versions else None,
+        description=model.description or None,
+    )
 
 
 def run_metrics(run_id: str | None) -> dict[str, float]:
