@@ -14,7 +14,6 @@ Needs `wrk` (Debian: apt-get install -y wrk).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serving_bench import BIN, ROOT, SAMPLE, Result, free_port, register_model, server, wrk
+from serving_bench import (
+    BIN,
+    SAMPLE,
+    Result,
+    environment,
+    free_port,
+    register_model,
+    server,
+    wrk,
+)
 
 ROW = [
     SAMPLE[m]
@@ -75,16 +83,7 @@ def main() -> None:
         sys.exit("needs wrk: apt-get install -y wrk")
     with tempfile.TemporaryDirectory(prefix="oip-bench-") as tmp:
         work = Path(tmp)
-        env = {
-            **os.environ,
-            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-            "DATABASE_URL": f"sqlite:///{work / 'store.db'}",
-            "ENABLE_ML_TRAINING": "false",
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-            "PYTHONPATH": str(ROOT),
-            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-        }
-        env.pop("API_KEY", None)
+        env = environment(work)
         print("registering the model ...", flush=True)
         register_model(env)
         mlflow_port, api_port = free_port(), free_port()

@@ -267,6 +267,22 @@ def report(ours: dict[str, Any], theirs: dict[str, Any], args: argparse.Namespac
     )
 
 
+def environment(work: Path) -> dict[str, str]:
+    """The servers' environment: temporary stores under `work`, no key, no shared state."""
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "DATABASE_URL": f"sqlite:///{work / 'store.db'}",
+        "ENABLE_ML_TRAINING": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PYTHONPATH": str(ROOT),
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
+    for name in ("API_KEY", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"):
+        env.pop(name, None)
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
@@ -278,16 +294,7 @@ def main() -> None:
         sys.exit("needs wrk: apt-get install -y wrk")
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
         work = Path(tmp)
-        env = {
-            **os.environ,
-            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-            "DATABASE_URL": f"sqlite:///{work / 'store.db'}",
-            "ENABLE_ML_TRAINING": "false",
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-            "PYTHONPATH": str(ROOT),
-            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-        }
-        env.pop("API_KEY", None)
+        env = environment(work)
         print("registering the model ...", flush=True)
         register_model(env)
         one = dict(SAMPLE)

@@ -25,25 +25,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serving_bench import BIN, ROOT, SAMPLE, Result, free_port, register_model, server, wrk  # noqa: E402
+from serving_bench import (  # noqa: E402
+    BIN,
+    SAMPLE,
+    Result,
+    environment,
+    free_port,
+    register_model,
+    server,
+    wrk,
+)
 
 PREDICT = "/api/v2/neuroweaver/predict"
 ONE, MULTIPROCESS, TWO = "--workers 1", "--workers 1, multiprocess", "--workers 2"
-
-
-def environment(work: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "DATABASE_URL": f"sqlite:///{work / 'store.db'}",
-        "ENABLE_ML_TRAINING": "false",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "PYTHONPATH": str(ROOT),
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
-    for name in ("API_KEY", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"):
-        env.pop(name, None)
-    return env
 
 
 def measure(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict[str, list[Result]]:
