@@ -45,8 +45,9 @@ from serving.neuroweaver import api as neuroweaver
 from serving.neuroweaver import models, predict, webhooks
 from serving.neuroweaver import versions as registry
 from serving.neuroweaver.batching import MicroBatcher
-from serving.orchestrator import alerts, forecaster, incidents, risk
+from serving.orchestrator import alerts, incidents
 from serving.orchestrator.api import router as orchestrator_router
+from serving.orchestrator.holder import poll
 from serving.relaycore.api import router as relaycore_router
 from serving.settings import ServingSettings, get_settings
 from serving.state import AppState, StoreUnavailable
@@ -158,9 +159,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             ),
             (
                 "forecaster-poller",
-                forecaster.poll(state.forecaster, state.settings.model_reload_interval),
+                poll(state.forecaster, state.settings.model_reload_interval),
             ),
-            ("risk-poller", risk.poll(state.risk, state.settings.model_reload_interval)),
+            ("risk-poller", poll(state.risk, state.settings.model_reload_interval)),
             ("live-ticker", live.tick(state, state.settings.live_interval)),
             ("prediction-log", state.predictions.run()),
         )

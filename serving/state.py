@@ -17,8 +17,8 @@ from serving.http.metrics import Mode, WorkerGauges
 from serving.neuroweaver.batching import MicroBatcher
 from serving.neuroweaver.models import LoadedModel, ModelHolder
 from serving.neuroweaver.signatures import RecentDeliveries
-from serving.orchestrator.forecaster import ForecasterHolder
-from serving.orchestrator.risk import RiskHolder
+from serving.orchestrator.forecaster import ForecasterHolder, forecaster_holder
+from serving.orchestrator.risk import RiskHolder, risk_holder
 from serving.settings import ServingSettings
 
 ComponentProbe = Callable[[], dict[str, Any]]
@@ -39,8 +39,8 @@ class AppState:
     started_at: float = 0.0
     store_problem: str | None = None
     deliveries: RecentDeliveries = field(default_factory=RecentDeliveries)
-    forecaster: ForecasterHolder = field(default_factory=ForecasterHolder)
-    risk: RiskHolder = field(default_factory=RiskHolder)
+    forecaster: ForecasterHolder = field(default_factory=forecaster_holder)
+    risk: RiskHolder = field(default_factory=risk_holder)
 
     def __post_init__(self) -> None:
         # The modes say how multiprocess mode (serving/http/metrics.py) joins the workers' values.

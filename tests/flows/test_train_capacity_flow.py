@@ -17,7 +17,7 @@ from monitoring.neuroweaver.training import TrainingDataError
 from monitoring.sources.simulator import simulate
 from monitoring.store import ingestion
 from monitoring.store.engine import open_store
-from serving.orchestrator.forecaster import ForecasterHolder
+from serving.orchestrator.forecaster import forecaster_holder
 from serving.settings import ServingSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -71,7 +71,7 @@ def test_served_holder_loads_the_champion_and_the_pyfunc_forecasts_with_it(
     history: ServingSettings,
 ) -> None:
     result = train_capacity_flow(window_days=DAYS)
-    holder = ForecasterHolder()
+    holder = forecaster_holder()
     assert holder.reload() and holder.version == result["version"]
     assert holder.current is not None and holder.current.choice_for("api-gateway", "cpu_usage")
     assert not holder.reload()  # same version: nothing to swap

@@ -111,14 +111,14 @@ def test_cycle_assessment_uses_the_champion_and_else_the_hand_set_rule(
 ) -> None:
     from monitoring.config import get_orchestrator_settings
     from monitoring.orchestrator.cycle import assess_service
-    from serving.orchestrator.risk import RiskHolder
+    from serving.orchestrator.risk import risk_holder
 
     engine, now = open_store(history.database_url), datetime.now(UTC)
     config = get_orchestrator_settings()
     before = assess_service(engine, "checkout", now, None, config)
     assert before.risk is not None and before.risk.model == HAND_SET
     version = _champion_of(train_failure_flow(window_days=DAYS))
-    holder = RiskHolder()
+    holder = risk_holder()
     assert holder.reload() and holder.current is not None
     after = assess_service(engine, "checkout", now, None, config, risk_model=holder.current)
     assert after.risk is not None and after.risk.model == f"failure-risk v{version}"
