@@ -28,6 +28,7 @@ from serving.inference.adapters import (
     UnknownModel,
     score_version,
 )
+from serving.neuroweaver.predict import receive_body
 from serving.state import AppState
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -127,7 +128,7 @@ class InferPath:
             await send_json(send, 401, {"error": refusal}, CHALLENGE)
             return
         try:
-            body = await read_body(receive)
+            body = await receive_body(receive)
         except ClientDisconnect:
             return
         raw_length = headers.get(HEADER_LENGTH.encode())
@@ -152,17 +153,6 @@ class InferPath:
             None if key is None else key.decode("latin-1"),
             None if bearer is None else bearer.decode("latin-1"),
         )
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def reply_headers(reply: Reply) -> list[tuple[bytes, bytes]]:

@@ -75,7 +75,7 @@ class PredictPath:
             await send_json(send, 401, {"detail": problem}, CHALLENGE)
             return
         try:
-            payload = await score(self.state, lambda: _read_body(receive))
+            payload = await score(self.state, lambda: receive_body(receive))
         except InputError as exc:
             await send_json(send, exc.status, {"detail": str(exc)})
             return
@@ -94,7 +94,8 @@ class PredictPath:
         )
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def receive_body(receive: Receive) -> bytes:
+    """The whole request body from the ASGI channel; ClientDisconnect if the client left."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
