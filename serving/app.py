@@ -38,6 +38,7 @@ from serving.http.ratelimit import document as document_rate_limits
 from serving.http.security import require_api_key
 from serving.inference import api as inference
 from serving.inference import catalog
+from serving.inference import failure_risk as inference_failure_risk
 from serving.inference import neuroweaver as inference_neuroweaver
 from serving.inference.adapters import ModelRepository
 from serving.inference.infer import InferPath
@@ -95,6 +96,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.automatrix = state
     app.state.inference = ModelRepository()
     app.state.inference.register(inference_neuroweaver.adapter(state))
+    app.state.inference.register(inference_failure_risk.adapter(state.risk))
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")

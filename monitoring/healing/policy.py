@@ -62,6 +62,8 @@ class HealingPolicy:
     restore_latency_ratio: float = 3.0
     restore_latency_floor_ms: float = 10.0
     model_error_ratio: float = 1.25
+    # A service's command runs at this failure risk under the hand-set rule; a learned
+    # failure-risk version runs it at its own alarm threshold, chosen on validation.
     command_risk: float = 0.8
     webhook_url: str | None = None
     max_replicas: int = 100
@@ -110,6 +112,7 @@ class HealingInputs:
     endpoints: Sequence[EndpointHealth] = ()
     model: ModelHealth | None = None
     risk: float | None = None
+    risk_threshold: float | None = None  # the learned version's alarm threshold, if one answered
     recommendation: Recommendation | None = None
     anomalies: Sequence[str] = ()
     # The service's normal latency (ms), which a drained replica's probe is held to.
@@ -387,9 +390,10 @@ def scaling_proposal(
 
 def command_proposal(inputs: HealingInputs, policy: HealingPolicy) -> Proposal | None:
     spec = policy.commands.get(inputs.service)
-    if spec is None or inputs.risk is None or inputs.risk < policy.command_risk:
+    threshold = policy.command_risk if inputs.risk_threshold is None else inputs.risk_threshold
+    if spec is None or inputs.risk is None or inputs.risk < threshold:
         return None
-    why = f"failure risk {inputs.risk:.2f} >= {policy.command_risk}"
+    why = f"failure risk {inputs.risk:.2f} >= {threshold:.2f}"
     if inputs.anomalies:
         why += "; open anomalies: " + ", ".join(inputs.anomalies)
     params = {"argv": list(spec.argv), "undo_argv": list(spec.undo_argv or ())}

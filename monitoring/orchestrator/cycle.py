@@ -249,6 +249,7 @@ def healing_inputs(
         service=assessment.service,
         endpoints=endpoints,
         risk=None if assessment.risk is None else assessment.risk.risk,
+        risk_threshold=None if assessment.risk is None else assessment.risk.threshold,
         recommendation=assessment.recommendation,
         anomalies=sorted({m for a in anomalies for m in a.metrics}),
         normal_latency_ms=normal or assessment.health.get("network_latency"),

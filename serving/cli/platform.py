@@ -47,11 +47,18 @@ DEPLOY_TIMEOUT_S = 300.0
 ANY_ADDRESS = ("0.0.0.0", "::", "")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SEED_TRAINING = {"trials": 6, "max_epochs": 8, "window_days": 3.0, "timeout_s": 300.0}
-TRAINING_DEPLOYMENTS = ("neuroweaver-train/daily", "capacity-forecaster-train/daily-capacity")
-SEED_CAPACITY = {"window_days": 3.0}  # all the seed holds: two days to choose on, one to judge
+TRAINING_DEPLOYMENTS = (
+    "neuroweaver-train/daily",
+    "capacity-forecaster-train/daily-capacity",
+    "failure-risk-train/daily-failure-risk",
+)
+SEED_WINDOW = {
+    "window_days": 3.0
+}  # all the seed holds (capacity: two days to choose, one to judge)
 SEED_TRAININGS = (
     ("first training", TRAINING_DEPLOYMENTS[0], SEED_TRAINING),
-    ("first capacity forecaster", TRAINING_DEPLOYMENTS[1], SEED_CAPACITY),
+    ("first capacity forecaster", TRAINING_DEPLOYMENTS[1], SEED_WINDOW),
+    ("first failure risk", TRAINING_DEPLOYMENTS[2], SEED_WINDOW),
 )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serving.inference.stats import LiveStats
 from serving.inference.tensors import TensorSpec
 
 INLINE_ROWS = 64  # a forward pass this small costs less than a hop to a thread
@@ -61,9 +62,11 @@ class ModelRepository:
         self._adapters: dict[str, ModelAdapter] = {}
         self._versions: OrderedDict[tuple[str, str], Predict] = OrderedDict()
         self._loading: dict[tuple[str, str], asyncio.Lock] = {}
+        self.stats: dict[str, LiveStats] = {}
 
     def register(self, adapter: ModelAdapter) -> None:
         self._adapters[adapter.name] = adapter
+        self.stats[adapter.name] = LiveStats()
 
     def names(self) -> list[str]:
         return sorted(self._adapters)

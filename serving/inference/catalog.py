@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from monitoring.neuroweaver import registry
 from serving.inference.api import ModelsDep
-from serving.inference.schemas import RegisteredModelInfo, RegisteredModelList
+from serving.inference.schemas import LiveFigures, RegisteredModelInfo, RegisteredModelList
 
 router = APIRouter(prefix="/api/v2/models", tags=["models"])
 
@@ -19,7 +19,8 @@ router = APIRouter(prefix="/api/v2/models", tags=["models"])
     responses={503: {"description": "the MLflow registry is unreachable"}},
 )
 async def list_models(models: ModelsDep) -> RegisteredModelList:
-    """Every registered model with its aliases (alias -> version) and latest version."""
+    """Every registered model with its aliases (alias -> version), its latest version, and, for
+    those served over the protocol, the version served and the live figures."""
     try:
         found = await run_in_threadpool(registry.list_models)
     except registry.RegistryUnreachable as exc:
@@ -41,4 +42,5 @@ def _info(
         served_over_oip=served,
         oip_path=f"/v2/models/{model.name}" if served else None,
         serving_version=models.get(model.name).current() if served else None,
+        live=LiveFigures(**models.stats[model.name].snapshot()) if served else None,  # type: ignore[arg-type]
     )

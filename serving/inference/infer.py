@@ -10,9 +10,11 @@ route in api.py calls the same `answer`.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -56,7 +58,24 @@ async def answer(
     body: bytes,
     header_length: str | None,
 ) -> Reply:
-    """The reply to one infer request."""
+    """The reply to one infer request, counted in the model's live figures."""
+    started = time.perf_counter()
+    reply, rows = await _answer(state, models, name, version, body, header_length)
+    stats = models.stats.get(name)
+    if stats is not None:
+        stats.record(reply.status, rows, time.perf_counter() - started)
+    return reply
+
+
+async def _answer(
+    state: AppState,
+    models: ModelRepository,
+    name: str,
+    version: str | None,
+    body: bytes,
+    header_length: str | None,
+) -> tuple[Reply, int]:
+    rows = np.empty((0, 0))
     try:
         adapter = models.get(name)
         request = tensors.decode_request(
@@ -66,18 +85,18 @@ async def answer(
         tensors.check_outputs(request, adapter.output)
         problem = adapter.check(rows)
         if problem:
-            return error(400, f"input {adapter.input.name!r}: {problem}")
+            return error(400, f"input {adapter.input.name!r}: {problem}"), len(rows)
         scored = await _score(models, adapter, version, rows)
     except tensors.TensorError as exc:
-        return error(exc.status, str(exc))
+        return error(exc.status, str(exc)), len(rows)
     except (UnknownModel, NotFound) as exc:
-        return error(404, str(exc))
+        return error(404, str(exc)), len(rows)
     except _NotReady as exc:
-        return error(503, str(exc))
+        return error(503, str(exc)), len(rows)
     payload, length = tensors.encode_response(
         request, adapter.output, adapter.name, scored.version, scored.outputs
     )
-    return Reply(200, payload, length)
+    return Reply(200, payload, length), len(rows)
 
 
 class _NotReady(RuntimeError):
@@ -85,7 +104,7 @@ class _NotReady(RuntimeError):
 
 
 async def _score(
-    models: ModelRepository, adapter: ModelAdapter, version: str | None, rows: tensors.np.ndarray
+    models: ModelRepository, adapter: ModelAdapter, version: str | None, rows: np.ndarray
 ) -> Scored:
     if version is None or version == adapter.current():
         if adapter.current() is None:

@@ -88,6 +88,14 @@ class InferenceResponse(BaseModel):
     outputs: list[InferenceResponseOutput]
 
 
+class LiveFigures(BaseModel):
+    requests: int
+    errors: int = Field(description="answers of 400 and above")
+    rows: int
+    p50_ms: float | None = Field(description="over the last 1024 requests")
+    p99_ms: float | None
+
+
 class RegisteredModelInfo(BaseModel):
     name: str
     aliases: dict[str, str] = Field(description="alias -> the version it points to")
@@ -97,6 +105,9 @@ class RegisteredModelInfo(BaseModel):
     oip_path: str | None = Field(default=None, description="its Open Inference Protocol path")
     serving_version: str | None = Field(
         default=None, description="the version this process serves over the protocol"
+    )
+    live: LiveFigures | None = Field(
+        default=None, description="this process's infer traffic to the model over the protocol"
     )
 
 

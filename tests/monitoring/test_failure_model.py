@@ -4,7 +4,7 @@ answers as scikit-learn does, and a judgement beside the hand-set rule on the sa
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -12,11 +12,9 @@ import pytest
 
 from monitoring.assess import failure_alarms, failure_model
 from monitoring.assess.failure_model import FEATURES, FittedRisk, RiskTrainingError
-from monitoring.assess.failure_training import History, Trained, matrix, train
+from monitoring.assess.failure_training import Trained, matrix, train
 from monitoring.samples import METRICS
-from monitoring.sources.simulator import simulate
-
-T0 = pd.Timestamp("2024-03-04", tz="UTC")
+from tests.support.histories import T0, simulated
 
 
 def minutes(n: int, **values: float) -> pd.DataFrame:
@@ -24,22 +22,6 @@ def minutes(n: int, **values: float) -> pd.DataFrame:
     base = {"cpu_usage": 30.0, "memory_usage": 50.0, "network_latency": 80.0}
     base |= {"error_rate": 0.2, "request_count": 500.0} | values
     return pd.DataFrame({m: np.full(n, base[m]) for m in METRICS}, index=index)
-
-
-def simulated(days: int, services: tuple[str, ...] = ("checkout", "search")) -> dict[str, History]:
-    window = simulate(T0.to_pydatetime(), T0.to_pydatetime() + timedelta(days=days), services)
-    histories = {}
-    for service in services:
-        rows = [s for s in window.samples if s.service == service]
-        index = pd.DatetimeIndex([s.timestamp for s in rows])
-        frame = pd.DataFrame({m: [getattr(s, m) for s in rows] for m in METRICS}, index=index)
-        found = [
-            (pd.Timestamp(i.start), pd.Timestamp(i.end))
-            for i in window.incidents
-            if i.service == service
-        ]
-        histories[service] = History(frame, found)
-    return histories
 
 
 @pytest.fixture(scope="module")

@@ -101,6 +101,14 @@ def test_decide_command_undo_only_when_undo_command_configured() -> None:
     assert proposal.undo is None
 
 
+def test_decide_command_runs_at_the_learned_risk_threshold_when_one_answered() -> None:
+    policy = HealingPolicy(commands={"api": CommandSpec(("systemctl", "restart", "api"))})
+    assert decide(HealingInputs("api", risk=0.7), policy) == []  # the hand-set rule's 0.8
+    [proposal] = decide(HealingInputs("api", risk=0.7, risk_threshold=0.6), policy)
+    assert "failure risk 0.70 >= 0.60" in proposal.reason
+    assert decide(HealingInputs("api", risk=0.9, risk_threshold=0.95), policy) == []
+
+
 def test_run_mode_off_does_nothing() -> None:
     healer, recorder, _ = engine(Mode.OFF)
     assert healer.run(BAD_ENDPOINT) == []

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from monitoring.config import reset
 from monitoring.neuroweaver import registry
-from serving.settings import ServingSettings, get_settings
-from tests.support.live import LiveServer
+from serving.settings import ServingSettings
+from tests.support.api import use_api_environment
+from tests.support.live import LiveServer, serve
 from tests.support.models import NAME, Registry, make_model, metric_rows, set_champion
-from tests.support.polling import wait_for
 from tests.support.relaycore import relay_environment
 
 
@@ -47,32 +43,8 @@ def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 def api_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_registry: Registry
 ) -> Iterator[ServingSettings]:
-    """ServingSettings on a private copy of the registry (so aliases can move) and an empty metric store."""
-    shutil.copy(model_registry.db, tmp_path / "mlflow.db")
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'automatrix.db'}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'optuna.db'}",
-        "MODEL_SAVE_PATH": str(tmp_path / "mlruns" / "models"),
-        "MODEL_RELOAD_INTERVAL": "0.2",
-        "LIVE_INTERVAL": "0.2",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    for name in (
-        "API_KEY",
-        "ENVIRONMENT",
-        "DEBUG",
-        "ENABLE_ML_TRAINING",
-        "CORS_ORIGINS",
-        "MAX_BATCH_ROWS",
-        "MAX_BODY_BYTES",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-    reset()
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    yield get_settings()
+    """ServingSettings on a private copy of the registry and an empty metric store."""
+    yield use_api_environment(tmp_path, monkeypatch, model_registry)
     reset()
 
 
@@ -96,19 +68,8 @@ def live_server(champion: str) -> Iterator[LiveServer]:
     """The app on a real socket (uvicorn in a thread), for browsers and raw WebSocket clients."""
     from serving.app import create_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=30)
-    yield LiveServer(f"127.0.0.1:{port}", server)
-    server.should_exit = True
-    thread.join(timeout=15)
+    with serve(create_app()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -40,9 +40,14 @@ def test_get_server_metadata_lists_binary_tensor_data(client: TestClient) -> Non
     assert body["name"] == "automatrix" and "binary_tensor_data" in body["extensions"]
 
 
-def test_get_health_live_and_ready_with_a_champion_are_200(client: TestClient) -> None:
+def test_server_is_live_and_not_ready_until_every_served_model_has_a_champion(
+    client: TestClient,
+) -> None:
     assert client.get("/v2/health/live").json() == {"live": True}
-    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/neuroweaver/ready").status_code == 200
+    not_ready = client.get("/v2/models/failure-risk/ready")  # no failure-risk version yet
+    assert not_ready.status_code == 503 and "failure-risk" in not_ready.json()["reason"]
+    assert client.get("/v2/health/ready").json() == {"ready": False}
 
 
 def test_get_model_metadata_names_the_input_and_output_tensors(

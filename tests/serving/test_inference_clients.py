@@ -1,31 +1,82 @@
 """The Open Inference Protocol with clients no one here wrote, over real HTTP: tritonclient (binary
-tensor data on and off) and open-inference-openapi (generated from the protocol's OpenAPI)."""
+tensor data on and off) and open-inference-openapi (generated from the protocol's OpenAPI), on
+one server for the module that serves NeuroWeaver's and failure-risk's champions."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import mlflow
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from mlflow import MlflowClient
 from open_inference.openapi.client import OpenInferenceClient
 from open_inference.openapi.errors import BadRequestError
 from open_inference.openapi.types import InferenceRequest, RequestInput
 from tritonclient.utils import InferenceServerException
 
+from monitoring.assess.failure_model import FEATURES, MODEL_NAME, STATE_FILE, FittedRisk
+from monitoring.config import reset
+from monitoring.neuroweaver import registry
 from monitoring.samples import METRICS
-from tests.support.live import LiveServer
-from tests.support.models import SAMPLE, Registry
+from tests.support.api import use_api_environment
+from tests.support.histories import simulated
+from tests.support.live import LiveServer, serve
+from tests.support.models import SAMPLE, Registry, set_champion
 
 ROWS = np.array(
     [[SAMPLE[m] for m in METRICS], [10.0, 20.0, 30.0, 0.5, 100.0], [99.0, 1.0, 5.0, 50.0, 0.0]],
     dtype=np.float32,
 )
+RISK_PYFUNC = Path(registry.__file__).parents[1] / "assess" / "failure_pyfunc.py"
 
 
-@pytest.fixture
+@dataclass(frozen=True)
+class Served:
+    server: LiveServer
+    champion: str  # NeuroWeaver's
+    risk: FittedRisk  # failure-risk's champion state
+    risk_version: str
+
+
+def _register_risk(state: FittedRisk) -> str:
+    with mlflow.start_run(run_name="failure-risk-test"):
+        version = registry.register_state(MODEL_NAME, state.to_dict(), RISK_PYFUNC, STATE_FILE)
+    MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version)
+    return version
+
+
+@pytest.fixture(scope="module")
+def served(model_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    from monitoring.assess.failure_training import train
+    from serving.app import create_app
+
+    risk = train(simulated(3), horizon=30).state
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_api_environment(tmp_path_factory.mktemp("oip"), monkeypatch, model_registry)
+        set_champion(model_registry.good[0])
+        risk_version = _register_risk(risk)
+        with serve(create_app()) as server:
+            yield Served(server, model_registry.good[0], risk, risk_version)
+    reset()
+
+
+@pytest.fixture(scope="module")
+def live_server(served: Served) -> LiveServer:
+    return served.server
+
+
+@pytest.fixture(scope="module")
+def champion(served: Served) -> str:
+    return served.champion
+
+
+@pytest.fixture(scope="module")
 def triton_client(live_server: LiveServer) -> Iterator[triton.InferenceServerClient]:
     client = triton.InferenceServerClient(
         url=live_server.url, connection_timeout=10, network_timeout=10
@@ -34,7 +85,7 @@ def triton_client(live_server: LiveServer) -> Iterator[triton.InferenceServerCli
     client.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def predicted(live_server: LiveServer) -> list[float]:
     """The predict endpoint's scores for ROWS, to compare with."""
     instances = [dict(zip(METRICS, map(float, row), strict=True)) for row in ROWS]
@@ -114,7 +165,7 @@ def test_tritonclient_wrong_shape_raises_with_the_servers_reason(
         triton_client.infer("neuroweaver", _inputs(ROWS[:, :4].copy(), True))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def oip_client(live_server: LiveServer) -> OpenInferenceClient:
     return OpenInferenceClient(base_url=f"http://{live_server.url}", timeout=10)
 
@@ -153,3 +204,92 @@ def test_open_inference_client_bad_request_raises_with_the_error_body(
     with pytest.raises(BadRequestError) as caught:
         oip_client.model_infer("neuroweaver", request=request)
     assert "expected one input named 'metrics'" in caught.value.body["error"]
+
+
+# --- failure-risk over the protocol ---------------------------------------------------------
+
+
+def _feature_rows(n: int = 4) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return rng.normal(0.0, 1.0, (n, len(FEATURES))).astype(np.float32)
+
+
+def test_tritonclient_failure_risk_metadata_names_its_feature_tensor(
+    triton_client: triton.InferenceServerClient, served: Served
+) -> None:
+    assert triton_client.is_model_ready(MODEL_NAME)
+    metadata = triton_client.get_model_metadata(MODEL_NAME)
+    assert metadata["versions"] == [served.risk_version]
+    assert metadata["inputs"] == [
+        {"name": "features", "datatype": "FP32", "shape": [-1, len(FEATURES)]}
+    ]
+    assert metadata["outputs"] == [{"name": "risk", "datatype": "FP32", "shape": [-1, 1]}]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_tritonclient_failure_risk_infer_answers_the_champions_calibrated_risk(
+    triton_client: triton.InferenceServerClient, served: Served, binary: bool
+) -> None:
+    rows = _feature_rows()
+    tensor = triton.InferInput("features", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows, binary_data=binary)
+    outputs = [triton.InferRequestedOutput("risk", binary_data=binary)]
+    result = triton_client.infer(MODEL_NAME, [tensor], outputs=outputs)
+    assert result.get_response()["model_version"] == served.risk_version
+    risk = result.as_numpy("risk")
+    assert risk.shape == (4, 1) and np.all((risk >= 0) & (risk <= 1))
+    np.testing.assert_allclose(risk[:, 0], served.risk.predict(rows.astype(float)), rtol=1e-6)
+
+
+def test_tritonclient_failure_risk_refuses_a_missing_feature_with_the_reason(
+    triton_client: triton.InferenceServerClient,
+) -> None:
+    rows = _feature_rows(2)
+    rows[1, 2] = np.nan
+    tensor = triton.InferInput("features", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows, binary_data=True)
+    with pytest.raises(InferenceServerException, match="every value must be finite"):
+        triton_client.infer(MODEL_NAME, [tensor])
+
+
+def test_failure_risk_infer_of_an_unknown_version_is_404(served: Served) -> None:
+    response = httpx.post(
+        f"http://{served.server.url}/v2/models/{MODEL_NAME}/versions/99/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "features",
+                    "datatype": "FP32",
+                    "shape": [1, len(FEATURES)],
+                    "data": [0.0] * len(FEATURES),
+                }
+            ]
+        },
+    )
+    assert response.status_code == 404 and "99" in response.json()["error"]
+
+
+def test_list_models_gives_each_served_models_live_infer_figures(
+    triton_client: triton.InferenceServerClient, served: Served
+) -> None:
+    def figures() -> dict[str, dict[str, object]]:
+        answer = httpx.get(f"http://{served.server.url}/api/v2/models").json()
+        return {m["name"]: m for m in answer["models"]}
+
+    before = figures()[MODEL_NAME]["live"]
+    rows = _feature_rows(3)
+    tensor = triton.InferInput("features", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    for _ in range(2):
+        triton_client.infer(MODEL_NAME, [tensor])
+    wrong = triton.InferInput("wrong", [1, 1], "FP32")
+    wrong.set_data_from_numpy(np.zeros((1, 1), np.float32))
+    with pytest.raises(InferenceServerException, match="expected one input named 'features'"):
+        triton_client.infer(MODEL_NAME, [wrong])
+    listed = figures()[MODEL_NAME]
+    live = listed["live"]
+    assert listed["serving_version"] == served.risk_version and listed["served_over_oip"]
+    assert live["requests"] - before["requests"] == 3  # type: ignore[index,operator]
+    assert live["errors"] - before["errors"] == 1  # type: ignore[index,operator]
+    assert live["rows"] - before["rows"] == 6  # type: ignore[index,operator]
+    assert 0 < live["p50_ms"] <= live["p99_ms"]  # type: ignore[index,operator]
