@@ -27,10 +27,12 @@ from prefect.states import Pending, Running, Scheduled
 
 from flows.train import train_flow
 from flows.train_capacity import train_capacity_flow
+from flows.train_failure import train_failure_flow
 from monitoring.config import AlertSettings, OrchestratorSettings
 from serving.cli import ports
 from serving.cli.flowruns import cancel_in_flight
 from serving.cli.platform import (
+    TRAINING_DEPLOYMENTS,
     Demo,
     demo_settings,
     fleet_refusal,
@@ -50,6 +52,7 @@ async def _deploy() -> list[UUID]:
     for flow, name, cron in (
         (train_flow, "daily", "0 3 * * *"),
         (train_capacity_flow, "daily-capacity", "30 3 * * *"),
+        (train_failure_flow, "daily-failure-risk", "45 3 * * *"),
     ):
         deployment = await flow.ato_deployment(name=name, schedule=CronSchedule(cron=cron))
         made.append(await deployment.apply())
@@ -69,13 +72,14 @@ async def _delete(ids: list[UUID]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_training_disabled_pauses_both_training_schedules_and_enabled_resumes_them() -> None:
+def test_training_disabled_pauses_every_training_schedule_and_enabled_resumes_them() -> None:
     ids = asyncio.run(_deploy())
+    assert len(ids) == len(TRAINING_DEPLOYMENTS)
     try:
         set_training_schedules(active=False)
-        assert asyncio.run(_paused(ids)) == [True, True]
+        assert asyncio.run(_paused(ids)) == [True] * len(ids)
         set_training_schedules(active=True)
-        assert asyncio.run(_paused(ids)) == [False, False]
+        assert asyncio.run(_paused(ids)) == [False] * len(ids)
     finally:
         asyncio.run(_delete(ids))
 
