@@ -1,7 +1,8 @@
 """RelayCore over the API, for the orchestration flow, which runs outside the API process.
 
 The only code outside `serving/` that knows RelayCore's URLs: drain and restore an endpoint, and
-read RelayCore's figures per endpoint from the API's status; these need ORCHESTRATOR_API_URL.
+read RelayCore's figures per endpoint from the API's status (these need ORCHESTRATOR_API_URL),
+and read the calls RelayCore observed, which the policy's training replays.
 Which endpoints a service has (and which are drained) is RelayCore's desired state, read from
 the store, so the replica count is right even without the API.
 """
@@ -21,6 +22,7 @@ from monitoring.healing.actions import Action, ActionKind, ActionResult, Executo
 from monitoring.healing.executors import endpoint_data
 from monitoring.healing.policy import EndpointHealth
 from monitoring.orchestrator.replicas import stored_endpoints
+from routing import Observation
 
 
 def relaycore_executors(
@@ -121,3 +123,23 @@ def _with_figures(endpoint: EndpointHealth, stats: dict[str, Any] | None) -> End
         latency_ms=None if latency is None else float(latency),
         recent_ok=None if stats.get("recent_ok") is None else float(stats["recent_ok"]),
     )
+
+
+class ObservationsUnavailable(RuntimeError):
+    """The API could not be asked for RelayCore's observed calls."""
+
+
+def fetch_observations(api_url: str, api_key: str | None) -> list[Observation]:
+    """The calls one API process's RelayCore observed (its latency record), oldest first."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        response = httpx.get(
+            f"{api_url.rstrip('/')}/api/v2/relaycore/observations", headers=headers, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise ObservationsUnavailable(f"the API at {api_url} is unreachable: {exc}") from None
+    if not response.is_success:
+        raise ObservationsUnavailable(
+            f"the API at {api_url} refused ({response.status_code}): {response.text[:200]}"
+        )
+    return [Observation(**row) for row in response.json()["observations"]]

@@ -113,7 +113,7 @@ def _check_mapping(url: str, path: Path | None) -> None:
         _fail("\n".join(problems))
 
 
-MODELS = ("neuroweaver", "capacity-forecaster", "failure-risk")
+MODELS = ("neuroweaver", "capacity-forecaster", "failure-risk", "relaycore-policy")
 
 
 @app.command()
@@ -148,6 +148,9 @@ def train(
     if model == "failure-risk":
         _train_failure_risk(window, data)
         return
+    if model == "relaycore-policy":
+        _train_relaycore(trials, timeout, window_days, data)
+        return
     if model == "capacity-forecaster":
         if data is not None:
             _fail("--data trains neuroweaver only; capacity-forecaster learns from the store")
@@ -178,6 +181,19 @@ def _train_failure_risk(window: dict[str, Any], data: Path | None) -> None:
     from flows.train_failure import train_failure_flow
 
     result = _run(lambda: train_failure_flow(**window))
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+def _train_relaycore(
+    trials: int, timeout: float, window_days: float | None, data: Path | None
+) -> None:
+    if data is not None or window_days is not None:
+        _fail(
+            "relaycore-policy replays the calls the API observed; it takes no --data or --window-days"
+        )
+    from flows.train_relaycore import train_relaycore_flow
+
+    result = _run(lambda: train_relaycore_flow(trials=trials, timeout_s=timeout))
     typer.echo(json.dumps(result, indent=2, default=str))
 
 

@@ -51,6 +51,7 @@ TRAINING_DEPLOYMENTS = (
     "neuroweaver-train/daily",
     "capacity-forecaster-train/daily-capacity",
     "failure-risk-train/daily-failure-risk",
+    "relaycore-policy-train/daily-relaycore-policy",  # not seeded: it needs observed calls
 )
 SEED_WINDOW = {
     "window_days": 3.0

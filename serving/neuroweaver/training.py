@@ -39,7 +39,7 @@ async def start_training(parameters: dict[str, Any]) -> StartedRun:
     """Creates the flow run and returns at once; the run itself goes on elsewhere."""
     from prefect.client.orchestration import get_client
 
-    _freeze_prefect()
+    freeze_prefect()
     try:
         async with get_client() as client:
             if await _has_deployment(client):
@@ -52,7 +52,7 @@ async def start_training(parameters: dict[str, Any]) -> StartedRun:
 
 
 @functools.cache
-def _freeze_prefect() -> None:
+def freeze_prefect() -> None:
     """The API loads Prefect's ~500 modules only at its first training. Frozen like the rest of
     start-up's heap (serving/app.py), they stay out of the collector's full passes, which would
     otherwise walk them all: 50-60 ms pauses every ~10 s under RelayCore's load."""

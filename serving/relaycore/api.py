@@ -6,17 +6,22 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from flows.relaycore_policy import tune_and_register
+from monitoring.neuroweaver import registry
 from monitoring.store import durable
 from monitoring.store.control import EndpointSpec
 from routing import DuplicateEndpoint, InvalidEndpoint, RoutingError, UnknownEndpoint
+from routing.tuning import NothingToReplay
 from serving.http.logs import request_id_var
-from serving.relaycore import tuning
+from serving.neuroweaver.training import freeze_prefect
 from serving.relaycore.schemas import (
     RelayEndpointInfo,
     RelayEndpointRequest,
@@ -247,25 +252,42 @@ async def set_policy(body: RelayPolicyRequest, relay: RelayDep) -> dict[str, Any
 
 @router.post("/optimize")
 async def optimize(relay: RelayDep, body: RelayOptimizeRequest | None = None) -> dict[str, Any]:
-    """Tune the adaptive policy on a replay of recent latencies (Optuna, logged to MLflow)."""
+    """Tune the adaptive policy on 70% of the recent calls, judge it on the rest, register it as
+    relaycore-policy, and route with it only if it beat the defaults and the champion."""
     body = body or RelayOptimizeRequest()
     if relay.optimizing.locked():
         raise HTTPException(409, "an optimization is already running")
     async with relay.optimizing:
-        current = relay.adaptive_params
+        freeze_prefect()  # the registration loads Prefect's modules; out of the collector's way
         try:
             found = await asyncio.to_thread(
-                tuning.optimize,
+                tune_and_register,
                 relay.router.observations(),
-                current,
+                relay.adaptive_params,
                 trials=body.trials,
                 timeout_s=body.timeout_s,
                 storage=relay.optuna_storage,
+                origin=f"POST {PREFIX}/optimize, process {os.getpid()}",
             )
-        except tuning.NothingToReplay as exc:
+        except NothingToReplay as exc:
             raise HTTPException(409, f"nothing to replay: {exc}") from None
+        except registry.RegistryUnreachable as exc:
+            raise HTTPException(503, str(exc)) from None
     best = found.pop("best_params")
-    report = {k: found[k] for k in ("before", "after", "applied", "mlflow_run_id")}
-    await relay.set_tuning(best if found["applied"] else None, report)
+    report = {k: found[k] for k in ("before", "after", "applied", "mlflow_run_id", "version")}
+    await relay.set_tuning(best if found["promoted"] else None, report)
+    if found["promoted"]:  # this process routes with it already; the poll need not reload it
+        relay.policy.current, relay.policy.version, relay.policy.problem = (
+            best,
+            found["version"],
+            None,
+        )
     found["policy"] = relay.router.policy.name
     return found
+
+
+@router.get("/observations")
+async def observations(relay: RelayDep) -> dict[str, Any]:
+    """The calls this process's RelayCore observed (bounded), oldest first: what a policy
+    training replays."""
+    return {"observations": [asdict(o) for o in relay.router.observations()]}

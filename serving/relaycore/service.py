@@ -36,6 +36,7 @@ from routing import (
 from serving.ecosystem.events import EventHub
 from serving.relaycore.control import ControlPlane
 from serving.relaycore.delivery import DeliveryConfig, DeliveryWorker
+from serving.relaycore.policy import describe, follow, policy_holder
 from serving.relaycore.transport import HttpTransport
 from serving.settings import RelayCoreSettings, ServingSettings
 from serving.state import StoreUnavailable
@@ -103,6 +104,8 @@ class RelayCore:
             ),
         )
         self.optuna_storage: str | None = settings.optuna_storage
+        self.policy = policy_holder()  # relaycore-policy@champion, followed in the background
+        self._policy_poll_s = settings.model_reload_interval
         self.optimizing = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -174,6 +177,16 @@ class RelayCore:
             values["adaptive_params"] = asdict(params)
         await self._change(partial(control.set_control, **values))
 
+    async def apply_policy(self, params: AdaptiveParams) -> None:
+        """Routes with a registered version's knobs here at once, and in every process through
+        the store; if the store cannot be written, the version is tried again at the next poll."""
+        self.router.set_adaptive_params(params)
+        try:
+            await self._change(partial(control.set_control, adaptive_params=asdict(params)))
+        except Exception:
+            self.policy.version = None
+            raise
+
     def _on_change(self, changes: list[str]) -> None:
         if "running" in changes or any(c.startswith("+") for c in changes):
             self.delivery.wake()  # queued messages may have waited for this
@@ -184,6 +197,7 @@ class RelayCore:
             "relaycore-delivery": self.delivery.run(),
             "relaycore-hints": self._every(self.settings.hint_interval_s, self.refresh_hints),
             "relaycore-status": self._every(self.settings.status_interval_s, self._publish_status),
+            "relaycore-policy": follow(self.policy, self.apply_policy, self._policy_poll_s),
         }
         if not self.settings.control_shared:  # the benchmark's "before": no watching
             jobs.pop("relaycore-control").close()
@@ -210,6 +224,8 @@ class RelayCore:
         found = self.router.status().as_dict()
         found["drained"] = [e.name for e in self.control.state.endpoints if e.drained]
         found["control"] = self.control.describe()
+        found["policy_model"] = describe(self.policy)
+        found["adaptive_params"] = asdict(self.adaptive_params)
         found["delivery"] = {
             "in_flight": self.delivery.in_flight,
             "delivered": self.delivery.delivered,

@@ -16,6 +16,7 @@ EXPECTED = {
     "daily": "0 3 * * *",
     "daily-capacity": "30 3 * * *",
     "daily-failure-risk": "45 3 * * *",
+    "daily-relaycore-policy": "15 4 * * *",
     "every-five-minutes": "*/5 * * * *",
 }
 

@@ -28,6 +28,7 @@ from prefect.states import Pending, Running, Scheduled
 from flows.train import train_flow
 from flows.train_capacity import train_capacity_flow
 from flows.train_failure import train_failure_flow
+from flows.train_relaycore import train_relaycore_flow
 from monitoring.config import AlertSettings, OrchestratorSettings
 from serving.cli import ports
 from serving.cli.flowruns import cancel_in_flight
@@ -53,6 +54,7 @@ async def _deploy() -> list[UUID]:
         (train_flow, "daily", "0 3 * * *"),
         (train_capacity_flow, "daily-capacity", "30 3 * * *"),
         (train_failure_flow, "daily-failure-risk", "45 3 * * *"),
+        (train_relaycore_flow, "daily-relaycore-policy", "15 4 * * *"),
     ):
         deployment = await flow.ato_deployment(name=name, schedule=CronSchedule(cron=cron))
         made.append(await deployment.apply())

@@ -42,6 +42,27 @@ def test_optimize_after_traffic_logs_trials_and_reports_before_and_after(
     assert len(children) == 4
     status = client.get("/api/v2/relaycore/status").json()
     assert status["last_optimization"]["mlflow_run_id"] == found["mlflow_run_id"]
+    assert status["last_optimization"]["version"] == found["version"]
+
+
+def test_optimize_registers_the_knobs_with_the_judgement_on_calls_the_search_never_saw(
+    relay_app: Callable[..., Any], backends: Callable[..., Backend]
+) -> None:
+    fast, slow = backends("fast", delay_ms=2), backends("slow", delay_ms=15)
+    client = relay_app(endpoints={"fast": fast.url, "slow": slow.url})
+    for i in range(60):
+        assert client.post(MESSAGE, json={"payload": {"id": i}}).status_code == 200
+    observed = client.get("/api/v2/relaycore/observations").json()["observations"]
+    assert len(observed) == 60 and {o["endpoint"] for o in observed} == {"fast", "slow"}
+    found = client.post("/api/v2/relaycore/optimize", json={"trials": 2}).json()
+    registry = MlflowClient(tracking_uri=client.app.state.automatrix.settings.mlflow_tracking_uri)
+    version = registry.get_model_version("relaycore-policy", found["version"])
+    assert version.tags["promotion.reason"] == found["reason"]
+    assert ("champion" if found["promoted"] else "challenger") in version.aliases
+    run = registry.get_run(found["mlflow_run_id"])
+    assert (run.data.params["search_calls"], run.data.params["validation_calls"]) == ("42", "18")
+    policy_model = client.get("/api/v2/relaycore/status").json()["policy_model"]
+    assert policy_model["version"] == (found["version"] if found["promoted"] else None)
 
 
 def test_send_message_with_oversized_answer_returns_502(

@@ -60,7 +60,7 @@ FIRST_TRAINING_PROBE = """
 import gc, json, sys
 from serving.neuroweaver import training
 
-training._freeze_prefect()
+training.freeze_prefect()
 young = {id(o) for o in gc.get_objects()}
 print(json.dumps({"prefect_frozen": id(sys.modules["prefect"]) not in young,
                   "flow_frozen": id(sys.modules["flows.train"]) not in young}))
