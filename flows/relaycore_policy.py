@@ -13,7 +13,6 @@ champion (serving/relaycore/policy.py). `POST /api/v2/relaycore/optimize` runs t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -24,8 +23,6 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.data.pandas_dataset import from_pandas
 
 from monitoring.config import get_settings
 from monitoring.neuroweaver import registry
@@ -94,15 +91,12 @@ def finite(figures: dict[str, float], prefix: str = "") -> dict[str, float]:
     return {f"{prefix}{k}": v for k, v in figures.items() if not math.isnan(v)}
 
 
-def observations_dataset(observations: Sequence[Observation], origin: str) -> Any:
-    """The replayed calls as an MLflow dataset: where from, over how long, how many, digest."""
+def log_observations(observations: Sequence[Observation], origin: str) -> None:
+    """The replayed calls as the run's MLflow dataset: where from, over how long, how many, digest."""
     rows = pd.DataFrame([asdict(o) for o in observations])
-    digest = hashlib.sha256(rows.to_json(orient="records").encode()).hexdigest()[:16]
     span = float(rows["at"].max() - rows["at"].min()) if len(rows) else 0.0
-    source = CodeDatasetSource(
-        {"observed_by": origin, "span_s": f"{span:.1f}", "calls": str(len(rows)), "sha256": digest}
-    )
-    return from_pandas(rows, source=source, name=f"relaycore calls ({len(rows)})", digest=digest)
+    source = {"observed_by": origin, "span_s": f"{span:.1f}"}
+    registry.log_training_data(rows, source, name=f"relaycore calls ({len(rows)})")
 
 
 def tune_and_register(
@@ -126,7 +120,7 @@ def tune_and_register(
             {"trials": trials, "timeout_s": timeout_s, "observations": len(observations)}
             | {"search_calls": parts.search_calls, "validation_calls": parts.validation_calls}
         )
-        mlflow.log_input(observations_dataset(observations, origin), context="training")
+        log_observations(observations, origin)
         best, study, ran = search(parts.search, current, trials, timeout_s, storage)
         judged = policy.judge(parts.validation, best, None if held is None else held[1])
         log_judgement(judged, best)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from monitoring.config import Settings, get_settings
 from monitoring.neuroweaver import registry
-from monitoring.neuroweaver.labels import label_frame, samples_frame, xy
+from monitoring.neuroweaver.labels import TARGET, label_frame, samples_frame, xy
 from monitoring.neuroweaver.search import SearchResult, SearchSettings, log_baselines, run_search
 from monitoring.neuroweaver.training import (
     Split,
@@ -113,13 +113,24 @@ def baselines(split: Split, parent: ParentRun) -> dict[str, float]:
     return log_baselines(split, parent.experiment_id, parent.run_id)
 
 
+def training_source(window_days: float, given: bool) -> dict[str, str]:
+    """Where the training rows came from, for the version's MLflow dataset."""
+    if given:
+        return {"store": "labelled rows given by the caller"}
+    return {"store": "automatrix metric store: metric_samples", "window_days": f"{window_days:g}"}
+
+
 @task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
-def register_best(result: SearchResult, split: Split, parent: ParentRun) -> str:
+def register_best(
+    result: SearchResult, split: Split, parent: ParentRun, source: dict[str, str]
+) -> str:
+    """Registers the best model under the parent run, with its training rows as the run's dataset."""
     x_train, _ = xy(split.train)
     # Resuming a run needs the active experiment to be its own; another part of this process
     # (RelayCore's tuning, say) may have set a different one.
     mlflow.set_experiment(experiment_id=parent.experiment_id)
     with mlflow.start_run(run_id=parent.run_id):
+        registry.log_training_data(split.train, source, "neuroweaver training rows", TARGET)
         return registry.register(result.model, get_settings().model_name, x_train)
 
 
@@ -203,7 +214,9 @@ def train_flow(
         )
         result = search(split, search_settings, parent, run_id)
         scores = baselines(split, parent)
-        version = register_best(result, split, parent)
+        version = register_best(
+            result, split, parent, training_source(window_days, data is not None)
+        )
         decision = promote(version, split, parent)
     except Exception as exc:
         progress.update(engine, run_id, state="FAILED", message=str(exc)[:2000])

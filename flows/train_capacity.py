@@ -44,6 +44,7 @@ class Judged:
     candidate_eval: Evaluation
     champion_version: str | None
     champion_eval: Evaluation | None
+    series: dict[str, pd.Series]  # what the candidate was fitted and judged on
 
 
 @task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
@@ -71,6 +72,7 @@ def fit_and_judge(table: dict[str, pd.Series], horizon: int) -> Judged:
         capacity_model.evaluate(candidate, judged, horizon),
         champion_version if champion else None,
         capacity_model.evaluate(champion, judged, horizon) if champion else None,
+        table,
     )
 
 
@@ -103,6 +105,11 @@ def register(judged: Judged, window_days: float) -> tuple[str, CapacityPromotion
         )
         mlflow.log_metrics(run_metrics(judged))
         mlflow.log_table(evidence_frame(judged), artifact_file="evidence.json")
+        registry.log_training_data(
+            series_rows(judged.series),
+            {"store": "automatrix metric store: metric_samples", "window_days": f"{window_days:g}"},
+            name=f"{MODEL_NAME} series",
+        )
         version = registry.register_state(
             MODEL_NAME,
             judged.candidate.to_dict(),
@@ -113,6 +120,19 @@ def register(judged: Judged, window_days: float) -> tuple[str, CapacityPromotion
         run_id = run.info.run_id
     registry.record_decision(MODEL_NAME, version, decision.promoted, decision.tags())
     return version, decision, run_id
+
+
+def series_rows(table: dict[str, pd.Series]) -> pd.DataFrame:
+    """The series as one long frame (`series`, `timestamp`, `value`), for the run's dataset."""
+    parts = [
+        pd.DataFrame({"series": key, "timestamp": values.index, "value": values.to_numpy()})
+        for key, values in sorted(table.items())
+    ]
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["series", "timestamp", "value"])
+    )
 
 
 def run_metrics(judged: Judged) -> dict[str, float]:

@@ -17,8 +17,6 @@ from typing import Annotated, Any
 
 import mlflow
 import pandas as pd
-from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.data.pandas_dataset import from_pandas
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -125,27 +123,15 @@ def load_champion(version: str | None) -> FittedRisk | None:
         return None
 
 
-def training_dataset(judged: Judged) -> Any:
-    """The scored rows the version learned from, as an MLflow dataset (source, window, digest)."""
-    trained = judged.trained
-    rows = trained.part("train").drop(columns=["rule"])
-    rows = rows.assign(timestamp=rows["timestamp"].astype(str))
-    since, until = trained.rows["timestamp"].min(), trained.rows["timestamp"].max()
-    source = CodeDatasetSource(
-        {
-            "store": "automatrix metric store: metric_samples, incidents, anomalies",
-            "window_days": f"{judged.window_days:g}",
-            "since": since.isoformat(),
-            "until": until.isoformat(),
-            "services": ",".join(sorted(trained.events)),
-        }
-    )
-    return from_pandas(
-        rows,
-        source=source,
-        targets="label",
-        name=f"failure-risk {since:%Y-%m-%d}..{until:%Y-%m-%d}",
-    )
+def log_training_rows(judged: Judged) -> None:
+    """The scored rows the version learned from, as the run's MLflow dataset (source, window,
+    rows, digest)."""
+    rows = judged.trained.part("train").drop(columns=["rule"])
+    source = {
+        "store": "automatrix metric store: metric_samples, incidents, anomalies",
+        "window_days": f"{judged.window_days:g}",
+    }
+    registry.log_training_data(rows, source, name=f"{MODEL_NAME} training rows", targets="label")
 
 
 @task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
@@ -162,10 +148,7 @@ def register(judged: Judged) -> tuple[str, RiskPromotion, str]:
         mlflow.log_metrics(trained.candidate.metrics("test_"))
         if judged.champion is not None:
             mlflow.log_metrics(judged.champion.metrics("champion_test_"))
-        dataset = training_dataset(judged)
-        mlflow.log_input(
-            dataset, context="training", tags={"window_days": f"{judged.window_days:g}"}
-        )
+        log_training_rows(judged)
         mlflow.log_table(evidence_frame(judged), artifact_file="evidence.json")
         with mlflow.start_run(run_name=HAND_SET, nested=True):
             mlflow.set_tags({"kind": "baseline", "baseline": HAND_SET})

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     prefect_api_url: str | None = None
     model_name: str = Field(default="neuroweaver", min_length=1)
     model_alias: str = Field(default="champion", min_length=1)
+    # The retention rule: beyond this many newest versions, those without an alias are archived.
+    model_keep_versions: int = Field(default=10, ge=1)
     # The local cache of loaded model versions (one folder per version); not MLflow's artifacts.
     model_save_path: Path = Path("mlruns/models")
     enable_ml_training: bool = True

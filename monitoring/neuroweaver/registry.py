@@ -1,6 +1,7 @@
 """The only door to the MLflow registry: register, resolve an alias, load and check a version
 (through the local cache of loaded versions in MODEL_SAVE_PATH), move an alias, list models and versions,
-the promotion decision and its typed evidence, alias webhooks.
+the promotion decision and its typed evidence, a version's training data (lineage) and the
+retention rule, alias webhooks.
 
 Every MLflow error leaves as one of three: `NotFound` (no such model, version or alias),
 `RegistryUnreachable` (the registry failed or did not answer) or `ModelLoadError` (a version that
@@ -10,6 +11,7 @@ cannot be loaded or does not answer sensibly).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -38,6 +40,7 @@ ALIAS_EVENT: Final = "model_version_alias.created"
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 T = TypeVar("T")
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]")
+ARCHIVED_TAG: Final = "automatrix.archived"
 
 
 class ModelLoadError(RuntimeError):
@@ -176,8 +179,10 @@ def run_metrics(run_id: str | None) -> dict[str, float]:
 
 
 def set_alias(name: str, alias: str, version: str) -> None:
-    """Points `name@alias` at `version`; callers check first that the version exists."""
+    """Points `name@alias` at `version` and applies the retention rule (a version rolled back to
+    loses its archived mark); callers check first that the version exists."""
     _call(lambda client: client.set_registered_model_alias(name, alias, version))
+    retain(name)
 
 
 def move_alias(name: str, alias: str, expected: str, to: str) -> str:
@@ -329,6 +334,7 @@ def record_decision(
         client.set_registered_model_alias(name, alias if promoted else "challenger", version)
 
     _call(write)
+    retain(name)
 
 
 # --- promotion ----------------------------------------------------------------------------
@@ -415,6 +421,76 @@ def apply(
         client.set_model_version_tag(name, decision.new_version, key, value)
     target = alias if decision.promoted else challenger_alias
     client.set_registered_model_alias(name, target, decision.new_version)
+    retain(name)
+
+
+# --- lineage and retention -----------------------------------------------------------------
+
+
+def digest_of(frame: pd.DataFrame) -> str:
+    """A short, stable digest of a frame's content (its rows as JSON records)."""
+    return hashlib.sha256(frame.to_json(orient="records", date_format="iso").encode()).hexdigest()[
+        :16
+    ]
+
+
+def log_training_data(
+    frame: pd.DataFrame, source: Mapping[str, str], name: str, targets: str | None = None
+) -> str:
+    """Logs `frame` as the active run's training dataset (MLflow's *Datasets* panel): `source`
+    says where it came from; the row count, digest and, where the frame has them, the window
+    (`timestamp`) and services are added. Returns the digest."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.pandas_dataset import from_pandas
+
+    digest = digest_of(frame)
+    tags = {**source, **frame_window(frame), "rows": str(len(frame)), "sha256": digest}
+    dataset = from_pandas(
+        frame, source=CodeDatasetSource(tags), targets=targets, name=name, digest=digest
+    )
+    mlflow.log_input(dataset, context="training")
+    return digest
+
+
+def frame_window(frame: pd.DataFrame) -> dict[str, str]:
+    """`since`/`until` of a `timestamp` column and the sorted `services`, for those it has."""
+    found: dict[str, str] = {}
+    if "timestamp" in frame.columns and len(frame):
+        stamps = pd.to_datetime(frame["timestamp"], utc=True)
+        found |= {"since": stamps.min().isoformat(), "until": stamps.max().isoformat()}
+    if "service" in frame.columns:
+        found["services"] = ",".join(sorted(map(str, frame["service"].unique())))
+    return found
+
+
+def retire_unaliased(name: str, keep: int) -> list[str]:
+    """The retention rule: versions older than the newest `keep` that hold no alias are tagged
+    `automatrix.archived=true` (nothing is deleted, so a rollback to one still works); a version
+    that holds an alias again loses the tag. Returns the versions archived by this call."""
+
+    held = set(aliases(name).values())
+    marks, unmarks = [], []
+    for rank, version in enumerate(list_versions(name)):
+        marked = version.tags.get(ARCHIVED_TAG) == "true"
+        kept = str(version.version) in held or rank < keep
+        if kept and marked:
+            unmarks.append(str(version.version))
+        elif not kept and not marked:
+            marks.append(str(version.version))
+
+    def write(client: MlflowClient) -> None:
+        for version in unmarks:
+            client.delete_model_version_tag(name, version, ARCHIVED_TAG)
+        for version in marks:
+            client.set_model_version_tag(name, version, ARCHIVED_TAG, "true")
+
+    _call(write)
+    return marks
+
+
+def retain(name: str) -> list[str]:
+    """The retention rule with the configured MODEL_KEEP_VERSIONS; run after every alias move."""
+    return retire_unaliased(name, get_settings().model_keep_versions)
 
 
 # --- webhooks -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ MLflow store, promoted only when better, and served by alias."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import mlflow
@@ -49,6 +50,11 @@ def test_first_training_registers_a_champion_with_its_per_series_choices(
     assert choice is not None and choice.method and choice.backtest
     run = MlflowClient().get_run(result["mlflow_run_id"])
     assert run.data.metrics["heldout_mase"] == pytest.approx(result["heldout_mase"])
+    (dataset,) = run.inputs.dataset_inputs
+    source = json.loads(dataset.dataset.source)["tags"]
+    assert source["window_days"] == str(DAYS) and source["sha256"] == dataset.dataset.digest
+    assert int(source["rows"]) >= 2 * (DAYS - 1) * 288  # both series, 5-minute means
+    assert source["since"] < source["until"]
 
 
 def test_second_training_is_judged_beside_the_champion_on_the_same_day(

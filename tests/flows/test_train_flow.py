@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,19 @@ def test_pipeline_simulate_ingest_train_registers_a_champion_with_signature(
     assert champion.tags["promotion.reason"] == "no champion yet"
     parent = MlflowClient().get_run(result["mlflow_run_id"])
     assert parent.data.tags["promotion.promoted"] == "True"
+
+
+def test_a_version_records_its_training_rows_as_an_mlflow_dataset(
+    ingested: ServingSettings,
+) -> None:
+    result = train_flow(**TINY)
+    run = MlflowClient().get_run(result["mlflow_run_id"])
+    (dataset,) = run.inputs.dataset_inputs
+    source = json.loads(dataset.dataset.source)["tags"]
+    assert source["store"].endswith("metric_samples") and source["window_days"] == "2"
+    assert int(source["rows"]) > 0 and source["sha256"] == dataset.dataset.digest
+    assert source["since"] < source["until"] and "api-gateway" in source["services"].split(",")
+    assert json.loads(dataset.dataset.schema)["mlflow_colspec"]
 
 
 def test_pipeline_logs_each_trial_as_a_nested_run_with_its_epoch_losses(
@@ -113,6 +127,9 @@ def test_train_flow_trains_on_given_labelled_rows(settings: ServingSettings) -> 
         str(MlflowClient().get_model_version_by_alias("neuroweaver", "champion").version)
         == result["version"]
     )
+    (dataset,) = MlflowClient().get_run(result["mlflow_run_id"]).inputs.dataset_inputs
+    source = json.loads(dataset.dataset.source)["tags"]
+    assert source["store"] == "labelled rows given by the caller" and "since" not in source
 
 
 def test_two_trainings_at_once_register_two_versions_and_lose_no_trial(

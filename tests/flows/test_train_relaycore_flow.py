@@ -86,7 +86,7 @@ def test_training_registers_the_policy_judged_on_calls_the_search_never_saw(
     assert run.data.params["validation_calls"] == str(MESSAGES - int(MESSAGES * 0.7))
     (dataset,) = run.inputs.dataset_inputs
     source = json.loads(dataset.dataset.source)["tags"]
-    assert source["calls"] == str(MESSAGES) and source["sha256"] == dataset.dataset.digest
+    assert source["rows"] == str(MESSAGES) and source["sha256"] == dataset.dataset.digest
     assert routed_api in source["observed_by"]
     trials = MlflowClient().search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
