@@ -78,6 +78,30 @@ def load_champion(now: datetime) -> tuple[Predictor | None, ModelHealth | None]:
     return model.predict, health
 
 
+@task(cache_policy=NO_CACHE)
+def watch_drift(now: datetime) -> dict[str, Any]:
+    """The served NeuroWeaver's inputs against its training profile (flows/drift_watch.py); a
+    registry or store failure is reported, never the cycle's failure."""
+    import mlflow
+
+    from flows.drift_watch import watch
+    from monitoring.neuroweaver import registry
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        return watch(
+            settings.model_name,
+            settings.model_alias,
+            settings.database_url,
+            get_orchestrator_settings(),
+            now,
+        )
+    except (registry.RegistryUnreachable, registry.NotFound, ValueError) as exc:
+        get_run_logger().warning("drift watch skipped: %s", exc)
+        return {"model": settings.model_name, "status": f"failed: {exc}"}
+
+
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def load_forecaster() -> FittedForecaster | None:
     """capacity-forecaster@champion's per-series choices; None (choose on the spot) without one."""
@@ -213,6 +237,7 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
     assessments = [assess(s, now, predictor, forecaster, risk_model) for s in services]
     actions = heal(assessments, model, mode)
     alerts = alert(assessments, model, now)
+    drifts = [watch_drift(now)]
     for a in actions:
         logger.info("action %s %s for %s: %s", a["id"], a["kind"], a["service"], a["state"])
     logger.info("%d services, %d new anomalies, %d actions", len(services), len(new), len(actions))
@@ -225,4 +250,5 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
         "risk_model": risk_model.label if risk_model else "hand-set rule",
         "actions": actions,
         "alerts": alerts,
+        "drift": drifts,
     }

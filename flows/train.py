@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 from sqlalchemy.orm import Session
 
+from monitoring import drift
 from monitoring.config import Settings, get_settings
 from monitoring.neuroweaver import registry
 from monitoring.neuroweaver.labels import TARGET, label_frame, samples_frame, xy
@@ -27,7 +28,7 @@ from monitoring.neuroweaver.training import (
     labelled_rows_frame,
     split_by_time,
 )
-from monitoring.samples import Sample
+from monitoring.samples import METRICS, Sample
 from monitoring.store import progress
 from monitoring.store.engine import open_store
 from monitoring.store.metrics import read_samples
@@ -131,6 +132,7 @@ def register_best(
     mlflow.set_experiment(experiment_id=parent.experiment_id)
     with mlflow.start_run(run_id=parent.run_id):
         registry.log_training_data(split.train, source, "neuroweaver training rows", TARGET)
+        registry.log_reference_profile(drift.profile_of(split.train, METRICS))
         return registry.register(result.model, get_settings().model_name, x_train)
 
 

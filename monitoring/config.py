@@ -165,6 +165,13 @@ class OrchestratorSettings(BaseSettings):
     healing_watch_seconds: float = Field(default=0.0, ge=0, le=3600)
     forecast_horizon_minutes: int = Field(default=60, ge=5, le=10_080)
     risk_horizon_minutes: int = Field(default=30, ge=1, le=1440)
+    # The drift watch: the champion's inputs over the last DRIFT_WINDOW_MINUTES against the
+    # reference profile logged with it; PSI above the threshold emits automatrix.model.drift,
+    # at most once per DRIFT_COOLDOWN_HOURS per version.
+    drift_psi_threshold: float = Field(default=0.25, gt=0, allow_inf_nan=False)
+    drift_window_minutes: float = Field(default=60.0, gt=0, le=10_080)
+    drift_min_rows: int = Field(default=50, ge=10)
+    drift_cooldown_hours: float = Field(default=6.0, ge=0, le=720)
 
     @field_validator("scaling_replicas", mode="before")
     @classmethod

@@ -41,6 +41,9 @@ _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 T = TypeVar("T")
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]")
 ARCHIVED_TAG: Final = "automatrix.archived"
+PROFILE_FILE: Final = (
+    "reference_profile.json"  # the inputs' training quantiles (monitoring/drift.py)
+)
 
 
 class ModelLoadError(RuntimeError):
@@ -450,6 +453,36 @@ def log_training_data(
     )
     mlflow.log_input(dataset, context="training")
     return digest
+
+
+def log_reference_profile(profile: Mapping[str, Any]) -> None:
+    """Logs the inputs' reference profile (monitoring/drift.py) as the active run's PROFILE_FILE."""
+    mlflow.log_dict(dict(profile), PROFILE_FILE)
+
+
+def reference_profile(run_id: str | None) -> dict[str, Any]:
+    """The reference profile a version's run logged; NotFound when it logged none."""
+    if not run_id:
+        raise NotFound("the version has no run, so no reference profile")
+    try:
+        found = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILE_FILE}")
+    except MlflowException as exc:
+        if exc.error_code in _MISSING:
+            raise NotFound(f"run {run_id} logged no {PROFILE_FILE}") from exc
+        raise RegistryUnreachable(f"the MLflow store failed: {exc.message}") from exc
+    except OSError as exc:  # a local artifact store raises the file's own error
+        raise NotFound(f"run {run_id} logged no {PROFILE_FILE}: {exc}") from exc
+    return dict(found)
+
+
+def set_version_tags(name: str, version: str, tags: Mapping[str, str]) -> None:
+    """Sets `tags` on one version."""
+
+    def write(client: MlflowClient) -> None:
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+
+    _call(write)
 
 
 def frame_window(frame: pd.DataFrame) -> dict[str, str]:

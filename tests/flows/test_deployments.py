@@ -45,3 +45,14 @@ def test_training_deployment_schema_refuses_invalid_trials() -> None:
 
     with pytest.raises(ParameterTypeError):
         _flow("flows/train.py:train_flow").validate_parameters({"trials": -3})
+
+
+def test_neuroweaver_training_is_triggered_by_its_drift_event() -> None:
+    from flows.drift_watch import DRIFT_EVENT, model_resource
+
+    (daily,) = [d for d in DEPLOYMENTS if d["name"] == "daily"]
+    (trigger,) = daily["triggers"]
+    assert trigger["enabled"] and trigger["expect"] == [DRIFT_EVENT]
+    resource = model_resource("neuroweaver", "1")["prefect.resource.id"]
+    assert trigger["match"] == {"prefect.resource.id": resource}
+    assert (trigger["posture"], trigger["threshold"]) == ("Reactive", 1)
