@@ -102,6 +102,29 @@ def watch_drift(now: datetime) -> dict[str, Any]:
         return {"model": settings.model_name, "status": f"failed: {exc}"}
 
 
+@task(cache_policy=NO_CACHE)
+def review_shadow(now: datetime) -> dict[str, Any]:
+    """NeuroWeaver's @challenger on the live requests it shadowed (flows/shadow_review.py); a
+    verdict leaves a markdown artifact; a registry or store failure is reported, never the
+    cycle's failure."""
+    import mlflow
+    from prefect.artifacts import create_markdown_artifact
+
+    from flows.shadow_review import review, verdict_markdown
+    from monitoring.neuroweaver import registry
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        report = review(settings.model_name, settings, now)
+    except (registry.RegistryUnreachable, registry.NotFound, ValueError) as exc:
+        get_run_logger().warning("shadow review skipped: %s", exc)
+        return {"model": settings.model_name, "status": f"skipped: {exc}"}
+    if report["status"] in ("promote", "reject", "failed"):
+        create_markdown_artifact(key="neuroweaver-shadow", markdown=verdict_markdown(report))
+    return report
+
+
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def load_forecaster() -> FittedForecaster | None:
     """capacity-forecaster@champion's per-series choices; None (choose on the spot) without one."""
@@ -238,6 +261,7 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
     actions = heal(assessments, model, mode)
     alerts = alert(assessments, model, now)
     drifts = [watch_drift(now)]
+    shadows = [review_shadow(now)]
     for a in actions:
         logger.info("action %s %s for %s: %s", a["id"], a["kind"], a["service"], a["state"])
     logger.info("%d services, %d new anomalies, %d actions", len(services), len(new), len(actions))
@@ -251,4 +275,5 @@ def orchestrate_flow(mode: Mode | None = None, as_of: datetime | None = None) ->
         "actions": actions,
         "alerts": alerts,
         "drift": drifts,
+        "shadow": shadows,
     }

@@ -6,7 +6,7 @@ only when a training runs (flows/train_relaycore.py is the flow).
 The observed calls come from the API (`GET /api/v2/relaycore/observations`). The earlier 70% are
 replayed for an Optuna search (one nested MLflow run per trial), the last 30% judge the best
 candidate beside the defaults and the champion. The knobs become `relaycore-policy@champion`
-only if they beat both there, `@challenger` otherwise; every API process routes with the
+only if they beat both there, no alias otherwise; every API process routes with the
 champion (serving/relaycore/policy.py). `POST /api/v2/relaycore/optimize` runs the same
 `tune_and_register` on the process's own observations.
 """

@@ -137,18 +137,34 @@ def register_best(
 
 
 @task(retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
-def promote(version: str, split: Split, parent: ParentRun) -> registry.PromotionDecision:
+def promote(
+    version: str, split: Split, parent: ParentRun
+) -> tuple[registry.PromotionDecision, registry.Stage]:
+    """The offline decision on the held-out rows; with SHADOW_SHARE > 0 a winner that has a
+    champion to beat goes to @challenger, to be judged live (flows/shadow_review.py)."""
     settings = get_settings()
     x_test, y_test = xy(split.test)
     decision = registry.decide(settings.model_name, settings.model_alias, version, x_test, y_test)
-    registry.apply(decision, settings.model_name, settings.model_alias)
+    stage = registry.apply(
+        decision, settings.model_name, settings.model_alias, shadow=settings.shadow_share > 0
+    )
     tags = [mlflow.entities.RunTag(key, value) for key, value in decision.tags().items()]
     MlflowClient().log_batch(parent.run_id, tags=tags)  # one request, not one per tag
-    return decision
+    return decision, stage
+
+
+VERDICTS: dict[str, str] = {
+    "champion": "promoted to @champion",
+    "challenger": "won offline: @challenger, in shadow on live traffic until it proves better",
+    "rejected": "not promoted (no alias): the champion stays",
+}
 
 
 def summary_markdown(
-    result: SearchResult, scores: dict[str, float], decision: registry.PromotionDecision
+    result: SearchResult,
+    scores: dict[str, float],
+    decision: registry.PromotionDecision,
+    stage: registry.Stage,
 ) -> str:
     lines = [
         "# NeuroWeaver training",
@@ -163,7 +179,7 @@ def summary_markdown(
     if decision.champion_rmse is not None:
         lines.append(f"| champion v{decision.champion_version} | {decision.champion_rmse:.5f} |")
     lines += [f"| baseline {name} | {value:.5f} |" for name, value in scores.items()]
-    verdict = "promoted to @champion" if decision.promoted else "kept as @challenger"
+    verdict = VERDICTS[stage]
     lines += ["", f"**Decision:** version {decision.new_version} {verdict}: {decision.reason}."]
     return "\n".join(lines)
 
@@ -219,7 +235,7 @@ def train_flow(
         version = register_best(
             result, split, parent, training_source(window_days, data is not None)
         )
-        decision = promote(version, split, parent)
+        decision, stage = promote(version, split, parent)
     except Exception as exc:
         progress.update(engine, run_id, state="FAILED", message=str(exc)[:2000])
         _finish(parent, "FAILED", {})
@@ -236,13 +252,14 @@ def train_flow(
         message=decision.reason,
     )
     create_markdown_artifact(
-        key="neuroweaver-training", markdown=summary_markdown(result, scores, decision)
+        key="neuroweaver-training", markdown=summary_markdown(result, scores, decision, stage)
     )
     logger.info("version %s: %s", version, decision.reason)
     return {
         "run_id": run_id,
         "version": version,
-        "promoted": decision.promoted,
+        "promoted": stage == "champion",
+        "stage": stage,
         "reason": decision.reason,
         "test_rmse": decision.new_rmse,
         "baselines": scores,

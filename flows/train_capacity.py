@@ -3,7 +3,7 @@
 Each service's CPU and request series (5-minute means of the store's history) gets the method
 its own backtest chose. The candidate is fitted on the history minus its last day and judged on
 that day beside the champion; it becomes `capacity-forecaster@champion` only if its held-out
-MASE (against the daily seasonal naive) is no worse, and `@challenger` otherwise.
+MASE (against the daily seasonal naive) is no worse, and gets no alias otherwise.
 """
 
 from __future__ import annotations
@@ -173,7 +173,11 @@ def summary_markdown(judged: Judged, version: str, decision: CapacityPromotion) 
         old = "" if row.champion_heldout_mase is None else f"{row.champion_heldout_mase:.3f}"
         new = "" if row.heldout_mase is None else f"{row.heldout_mase:.3f}"
         lines.append(f"| {row.series} | {row.method} | {new} | {old} |")
-    verdict = "promoted to @champion" if decision.promoted else "kept as @challenger"
+    verdict = (
+        "promoted to @champion"
+        if decision.promoted
+        else "not promoted (no alias): the champion stays"
+    )
     lines += ["", f"**Decision:** version {version} {verdict}: {decision.reason}."]
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ the detector's stored anomalies) become scored rows every five minutes, labelled
 SLO breach or incident is under way within the horizon. The calibrated classifier is fitted on
 the earlier days, its alarm threshold chosen on the next part, and it is judged on the last days
 beside the hand-set rule (a nested run) and the champion. It becomes `failure-risk@champion`
-only if it beats both there, and `@challenger` otherwise.
+only if it beats both there, and gets no alias otherwise.
 """
 
 from __future__ import annotations
@@ -207,7 +207,11 @@ def summary_markdown(judged: Judged, version: str, decision: RiskPromotion) -> s
             f"| {row.model} | {row.threshold:.2f} | {row.precision:.3f} | {row.recall:.3f}"
             f" | {lead} | {row.false_alarms_per_day:.2f} | {row.brier:.4f} |"
         )
-    verdict = "promoted to @champion" if decision.promoted else "kept as @challenger"
+    verdict = (
+        "promoted to @champion"
+        if decision.promoted
+        else "not promoted (no alias): the champion stays"
+    )
     lines += ["", f"**Decision:** version {version} {verdict}: {decision.reason}."]
     return "\n".join(lines)
 

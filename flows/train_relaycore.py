@@ -4,7 +4,7 @@ left as a markdown artifact.
 
 The earlier 70% of the calls are replayed for an Optuna search (one nested MLflow run per
 trial), the last 30% judge the best candidate beside the defaults and the champion. The knobs
-become `relaycore-policy@champion` only if they beat both there, `@challenger` otherwise; every
+become `relaycore-policy@champion` only if they beat both there, no alias otherwise; every
 API process routes with the champion (serving/relaycore/policy.py).
 """
 
@@ -66,7 +66,11 @@ def summary_markdown(found: dict[str, Any]) -> str:
             f"| {name} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['p999_ms']:.2f}"
             f" | {f['success_rate']:.4f} |"
         )
-    verdict = "promoted to @champion" if found["promoted"] else "kept as @challenger"
+    verdict = (
+        "promoted to @champion"
+        if found["promoted"]
+        else "not promoted (no alias): the champion stays"
+    )
     lines += ["", f"**Decision:** version {found['version']} {verdict}: {found['reason']}."]
     return "\n".join(lines)
 

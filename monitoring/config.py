@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     # The local cache of loaded model versions (one folder per version); not MLflow's artifacts.
     model_save_path: Path = Path("mlruns/models")
     enable_ml_training: bool = True
+    # Shadow (docs/lifecycle.md): the share of keyed live predict requests the API files for
+    # @challenger; 0 promotes an offline winner at once, above 0 it runs as @challenger first.
+    shadow_share: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    shadow_min_labelled: int = Field(default=200, ge=10)
+    shadow_max_labelled: int = Field(default=5000, ge=10)
+    shadow_alpha: float = Field(default=0.05, gt=0, le=0.5)
+    shadow_keep_hours: float = Field(default=48.0, gt=0, le=720)
     # Required on every mutating API call when set; the flows send it when they call the API.
     api_key: SecretStr | None = None
     # Ingestion (docs/prometheus.md). No INGEST_SOURCE: prometheus when PROMETHEUS_URL is set,
@@ -97,6 +104,12 @@ class Settings(BaseSettings):
                 "expected a URI such as sqlite:///mlruns/mlflow.db or http://host:5000"
             )
         return value
+
+    @model_validator(mode="after")
+    def _shadow_bounds(self) -> Settings:
+        if self.shadow_max_labelled < self.shadow_min_labelled:
+            raise ValueError("SHADOW_MAX_LABELLED is below SHADOW_MIN_LABELLED")
+        return self
 
     def scheduled_source(self) -> str:
         """The source a run without one reads: the simulator only where nothing else is set."""

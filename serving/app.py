@@ -46,6 +46,7 @@ from serving.neuroweaver import api as neuroweaver
 from serving.neuroweaver import models, predict, webhooks
 from serving.neuroweaver import versions as registry
 from serving.neuroweaver.batching import MicroBatcher
+from serving.neuroweaver.shadow import ShadowRecorder, ShadowWriter, follow_challenger
 from serving.orchestrator import alerts, incidents
 from serving.orchestrator.api import router as orchestrator_router
 from serving.orchestrator.holder import poll
@@ -168,6 +169,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             ("prediction-log", state.predictions.run()),
         )
     ]
+    writer = _start_shadow(state, tasks)
     try:
         yield
     finally:
@@ -175,8 +177,29 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await state.batcher.stop()
+        if writer is not None:
+            writer.close()
         state.hub.close_all()
         set_default_hub(None)
+
+
+def _start_shadow(state: AppState, tasks: list[asyncio.Task[Any]]) -> ShadowWriter | None:
+    """With SHADOW_SHARE > 0: the recorder, its writer process, and the challenger follower."""
+    settings = state.settings
+    if settings.shadow_share <= 0:
+        return None
+    try:
+        state.engine()  # migrated before the writer opens it
+    except StoreUnavailable as exc:
+        log.warning("shadow is off: the store cannot be opened: %s", exc)
+        return None
+    writer = ShadowWriter(settings.database_url, settings.model_name)
+    state.shadow = ShadowRecorder(settings.shadow_share, writer.send)
+    state.predictions.listeners.append(state.shadow.take)
+    follower = follow_challenger(state.shadow, settings.model_name, settings.model_reload_interval)
+    tasks.append(asyncio.create_task(state.shadow.run(), name="shadow-log"))
+    tasks.append(asyncio.create_task(follower, name="shadow-challenger"))
+    return writer
 
 
 def _prepare_runtime(settings: ServingSettings) -> None:

@@ -16,6 +16,7 @@ from serving.ecosystem.events import EventHub
 from serving.http.metrics import Mode, WorkerGauges
 from serving.neuroweaver.batching import MicroBatcher
 from serving.neuroweaver.models import LoadedModel, ModelHolder
+from serving.neuroweaver.shadow import ShadowRecorder
 from serving.neuroweaver.signatures import RecentDeliveries
 from serving.orchestrator.forecaster import ForecasterHolder, forecaster_holder
 from serving.orchestrator.risk import RiskHolder, risk_holder
@@ -41,6 +42,7 @@ class AppState:
     deliveries: RecentDeliveries = field(default_factory=RecentDeliveries)
     forecaster: ForecasterHolder = field(default_factory=forecaster_holder)
     risk: RiskHolder = field(default_factory=risk_holder)
+    shadow: ShadowRecorder | None = None  # with SHADOW_SHARE > 0, started by the lifespan
 
     def __post_init__(self) -> None:
         # The modes say how multiprocess mode (serving/http/metrics.py) joins the workers' values.

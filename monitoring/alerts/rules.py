@@ -154,7 +154,7 @@ def training_alert(fact: TrainingFact, ttl: timedelta, base: str | None = None) 
         summary = f"training {fact.run_id[:12]} of {fact.model} failed"
     elif fact.promoted is False:
         name, severity = "TrainingNotPromoted", INFO
-        summary = f"{fact.model} v{fact.version} was not promoted: kept as @challenger"
+        summary = f"{fact.model} v{fact.version} was not promoted: the champion stays"
     else:
         return [] if fact.promoted is None else [(key, None)]
     alert = Alert(

@@ -8,6 +8,7 @@ latency objective (network_latency <= LATENCY_SLO_MS) and its error objective
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -45,3 +46,14 @@ def _label_service(group: pd.DataFrame, horizon: int) -> pd.DataFrame:
 
 def xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return frame[list(METRICS)].to_numpy(np.float64), frame[TARGET].to_numpy(np.float64)
+
+
+def truth_of(frame: pd.DataFrame) -> dict[tuple[str, datetime], float]:
+    """The true score of each (service, timestamp) whose horizon the samples in `frame` cover."""
+    labelled = label_frame(frame)
+    return {
+        (service, moment.to_pydatetime()): float(score)
+        for service, moment, score in zip(
+            labelled["service"], labelled["timestamp"], labelled[TARGET], strict=True
+        )
+    }

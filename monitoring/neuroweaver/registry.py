@@ -18,8 +18,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import mlflow
 import numpy as np
@@ -44,6 +45,11 @@ ARCHIVED_TAG: Final = "automatrix.archived"
 PROFILE_FILE: Final = (
     "reference_profile.json"  # the inputs' training quantiles (monitoring/drift.py)
 )
+CHALLENGER: Final = "challenger"  # the alias of the version in shadow
+SHADOW_TAG: Final = "shadow.status"  # running, promoted, rejected, failed or replaced
+SHADOW_SINCE_TAG: Final = "shadow.since"  # when it entered shadow (ISO 8601, UTC)
+SHADOW_EVIDENCE_PREFIX: Final = "shadow."
+Stage = Literal["champion", "challenger", "rejected"]
 
 
 class ModelLoadError(RuntimeError):
@@ -144,6 +150,7 @@ class RegisteredModelSummary:
     aliases: dict[str, str]
     latest_version: str | None
     description: str | None
+    shadow: dict[str, str] | None = None  # the @challenger's shadow.* tags, while there is one
 
 
 def list_models() -> list[RegisteredModelSummary]:
@@ -153,7 +160,7 @@ def list_models() -> list[RegisteredModelSummary]:
         found, token = [], None
         while True:
             page = client.search_registered_models(max_results=100, page_token=token)
-            found += [_summary(model) for model in page]
+            found += [_with_shadow(client, _summary(model)) for model in page]
             token = page.token
             if not token:
                 return sorted(found, key=lambda m: m.name)
@@ -169,6 +176,19 @@ def _summary(model: Any) -> RegisteredModelSummary:
         latest_version=str(max(versions)) if versions else None,
         description=model.description or None,
     )
+
+
+def _with_shadow(client: MlflowClient, model: RegisteredModelSummary) -> RegisteredModelSummary:
+    version = model.aliases.get(CHALLENGER)
+    if version is None:
+        return model
+    tags = client.get_model_version(model.name, version).tags or {}
+    shadow = {
+        k.removeprefix(SHADOW_EVIDENCE_PREFIX): v
+        for k, v in tags.items()
+        if k.startswith(SHADOW_EVIDENCE_PREFIX)
+    }
+    return dataclasses.replace(model, shadow={"version": version, **shadow})
 
 
 def run_metrics(run_id: str | None) -> dict[str, float]:
@@ -329,12 +349,14 @@ def load_state(name: str, version: str, filename: str) -> dict[str, Any]:
 def record_decision(
     name: str, version: str, promoted: bool, tags: Mapping[str, str], alias: str = "champion"
 ) -> None:
-    """Tags `version` with its promotion evidence and points `@alias` (or @challenger) at it."""
+    """Tags `version` with its promotion evidence and points `@alias` at it when it won; a
+    version that lost keeps no alias (the evidence tags say why)."""
 
     def write(client: MlflowClient) -> None:
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
-        client.set_registered_model_alias(name, alias if promoted else "challenger", version)
+        if promoted:
+            client.set_registered_model_alias(name, alias, version)
 
     _call(write)
     retain(name)
@@ -415,15 +437,49 @@ def decide(
     return PromotionDecision(False, new_version, new_rmse, champion, old_rmse, reason)
 
 
-def apply(
-    decision: PromotionDecision, name: str, alias: str, challenger_alias: str = "challenger"
-) -> None:
-    """Moves `@alias` (or `@challenger`) and records the evidence on the version."""
+def apply(decision: PromotionDecision, name: str, alias: str, shadow: bool = False) -> Stage:
+    """Records the evidence on the version and moves an alias: `@alias` for a winner, or, with
+    `shadow` and a working champion to beat, `@challenger` (SHADOW_TAG "running"), whose live
+    review (flows/shadow_review.py) decides. A version that lost offline gets no alias, so it
+    never reaches shadow. Returns where the version went."""
     client = MlflowClient()
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, decision.new_version, key, value)
-    target = alias if decision.promoted else challenger_alias
-    client.set_registered_model_alias(name, target, decision.new_version)
+    stage: Stage = "rejected"
+    if decision.promoted and shadow and decision.champion_rmse is not None:
+        stage = "challenger"
+        start_shadow(client, name, decision.new_version)
+    elif decision.promoted:
+        stage = "champion"
+        client.set_registered_model_alias(name, alias, decision.new_version)
+    retain(name)
+    return stage
+
+
+# --- shadow ----------------------------------------------------------------------------------
+
+
+def start_shadow(client: MlflowClient, name: str, version: str) -> None:
+    """Puts `version` in shadow as @challenger, from now; the one it replaces is dropped."""
+    previous = alias_version(name, CHALLENGER)
+    if previous is not None and previous != version:
+        client.set_model_version_tag(name, previous, SHADOW_TAG, "replaced")
+    client.set_model_version_tag(name, version, SHADOW_TAG, "running")
+    client.set_model_version_tag(name, version, SHADOW_SINCE_TAG, datetime.now(UTC).isoformat())
+    client.set_registered_model_alias(name, CHALLENGER, version)
+
+
+def end_shadow(name: str, version: str, status: str, promote_to: str | None = None) -> None:
+    """Ends `version`'s shadow with `status`; `promote_to` moves that alias to it."""
+
+    def write(client: MlflowClient) -> None:
+        client.set_model_version_tag(name, version, SHADOW_TAG, status)
+        if promote_to is not None:
+            client.set_registered_model_alias(name, promote_to, version)
+        if alias_version(name, CHALLENGER) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+
+    _call(write)
     retain(name)
 
 

@@ -253,3 +253,22 @@ class AlertDeliveryRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ShadowRequestRow(Base):
+    """One keyed row of a live predict request, kept for the shadow review: the inputs, what the
+    champion answered, and when (monitoring/store/shadow.py)."""
+
+    __tablename__ = "shadow_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    request: Mapped[str] = mapped_column(String(32))  # the rows of one request share it
+    service: Mapped[str] = mapped_column(String(200))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    inputs: Mapped[list[float]] = mapped_column(JSON)
+    champion_version: Mapped[str] = mapped_column(String(20))
+    champion_score: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_shadow_requests_review", "model", "recorded_at"),)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,6 +71,10 @@ class PredictionRecord:
     rows: int
     keys: list[tuple[str, datetime]] | None
     scores: np.ndarray
+    inputs: np.ndarray | None = None  # the (rows, 5) request, for the shadow log
+
+
+PredictionListener = Callable[[PredictionRecord], None]
 
 
 class PredictionLog:
@@ -82,6 +87,7 @@ class PredictionLog:
         self.rows = 0
         self.lost = 0
         self.keyed: deque[tuple[str, datetime, float, str]] = deque(maxlen=keep)
+        self.listeners: list[PredictionListener] = []  # each filed record is also given to these
 
     def offer(self, record: PredictionRecord) -> None:
         try:
@@ -100,6 +106,8 @@ class PredictionLog:
         if record.keys is not None:
             for (service, moment), score in zip(record.keys, record.scores.tolist(), strict=True):
                 self.keyed.append((service, moment, score, record.version))
+        for listener in self.listeners:
+            listener(record)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -113,7 +121,7 @@ class PredictionLog:
 
 def model_error(engine: Any, keyed: list[tuple[str, datetime, float, str]]) -> dict[str, Any]:
     """Compares logged predictions with the real score, once the store holds the minutes after."""
-    from monitoring.neuroweaver.labels import HORIZON_MINUTES, TARGET, label_frame, samples_frame
+    from monitoring.neuroweaver.labels import HORIZON_MINUTES, samples_frame, truth_of
     from monitoring.store.metrics import read_samples
 
     empty: dict[str, Any] = {"compared": 0, "mae": None, "rmse": None, "by_version": {}}
@@ -128,14 +136,7 @@ def model_error(engine: Any, keyed: list[tuple[str, datetime, float, str]]) -> d
         samples = read_samples(session, start=start, end=end, services=services)
     if not samples:
         return empty
-    labelled = label_frame(samples_frame(samples))
-    truth = {
-        (s, ts.to_pydatetime()): y
-        for s, ts, y in zip(
-            labelled["service"], labelled["timestamp"], labelled[TARGET], strict=True
-        )
-    }
-    return _errors(keyed, truth) or empty
+    return _errors(keyed, truth_of(samples_frame(samples))) or empty
 
 
 def _errors(

@@ -43,4 +43,5 @@ def _info(
         oip_path=f"/v2/models/{model.name}" if served else None,
         serving_version=models.get(model.name).current() if served else None,
         live=LiveFigures(**models.stats[model.name].snapshot()) if served else None,  # type: ignore[arg-type]
+        shadow=model.shadow,
     )

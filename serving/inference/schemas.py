@@ -109,6 +109,11 @@ class RegisteredModelInfo(BaseModel):
     live: LiveFigures | None = Field(
         default=None, description="this process's infer traffic to the model over the protocol"
     )
+    shadow: dict[str, str] | None = Field(
+        default=None,
+        description="while a version is @challenger in shadow: its version, status (running), "
+        "since, and the last review's evidence (labelled requests, both MAEs, p-values, reason)",
+    )
 
 
 class RegisteredModelList(BaseModel):

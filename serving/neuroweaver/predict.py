@@ -41,7 +41,9 @@ async def score(state: AppState, read_body: Callable[[], Awaitable[bytes]]) -> b
         batcher.leave()
     loaded = answer.model
     state.predictions.offer(
-        PredictionRecord(time.time(), loaded.version, len(parsed.rows), parsed.keys, answer.scores)
+        PredictionRecord(
+            time.time(), loaded.version, len(parsed.rows), parsed.keys, answer.scores, parsed.rows
+        )
     )
     scores = answer.scores.tolist()
     body: dict[str, Any] = {

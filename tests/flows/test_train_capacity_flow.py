@@ -69,8 +69,8 @@ def test_second_training_is_judged_beside_the_champion_on_the_same_day(
     assert second["promoted"] == (second["heldout_mase"] <= second["champion_heldout_mase"])
     assert version.tags["promotion.champion_mase"] == f"{second['champion_heldout_mase']:.5f}"
     aliases = MlflowClient().get_registered_model(MODEL_NAME).aliases
-    expected = "champion" if second["promoted"] else "challenger"
-    assert aliases[expected] == int(second["version"])
+    champion = second["version"] if second["promoted"] else first["version"]
+    assert aliases == {"champion": int(champion)}
 
 
 def test_served_holder_loads_the_champion_and_the_pyfunc_forecasts_with_it(

@@ -94,7 +94,7 @@ def test_every_promotion_decision_applies_the_retention_rule(
     reset()
     _versions(3, tmp_path)
     registry.record_decision(NAME, "3", promoted=False, tags={"promotion.reason": "worse"})
-    assert registry.aliases(NAME) == {"challenger": "3"}
+    assert registry.aliases(NAME) == {}
     assert _archived() == {"1", "2"}
 
 

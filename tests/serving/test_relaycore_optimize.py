@@ -58,7 +58,7 @@ def test_optimize_registers_the_knobs_with_the_judgement_on_calls_the_search_nev
     registry = MlflowClient(tracking_uri=client.app.state.automatrix.settings.mlflow_tracking_uri)
     version = registry.get_model_version("relaycore-policy", found["version"])
     assert version.tags["promotion.reason"] == found["reason"]
-    assert ("champion" if found["promoted"] else "challenger") in version.aliases
+    assert ("champion" in version.aliases) == found["promoted"]
     run = registry.get_run(found["mlflow_run_id"])
     assert (run.data.params["search_calls"], run.data.params["validation_calls"]) == ("42", "18")
     policy_model = client.get("/api/v2/relaycore/status").json()["policy_model"]

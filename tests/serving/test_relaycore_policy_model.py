@@ -51,8 +51,18 @@ def _app() -> TestClient:
     return TestClient(create_app())
 
 
-def _routes_with(client: TestClient, version: str) -> dict[str, Any]:
-    wait_for(lambda: client.get(STATUS).json()["policy_model"]["version"] == version, 20)
+def _routes_with(client: TestClient, version: str, **knobs: float) -> dict[str, Any]:
+    """The status once `version` is loaded and its `knobs` route (they are applied just after
+    the load, through RelayCore's shared desired state)."""
+
+    def routing() -> bool:
+        status = client.get(STATUS).json()
+        params = status["adaptive_params"]
+        return status["policy_model"]["version"] == version and all(
+            params[name] == value for name, value in knobs.items()
+        )
+
+    wait_for(routing, 20)
     return client.get(STATUS).json()
 
 
@@ -60,12 +70,12 @@ def _routes_with(client: TestClient, version: str) -> dict[str, Any]:
 def test_the_api_routes_with_the_champion_from_start_and_follows_the_alias() -> None:
     first = _champion(state_of(AdaptiveParams(decay_s=3.0, sample_size=4)))
     with _app() as client:
-        status = _routes_with(client, first)
+        status = _routes_with(client, first, decay_s=3.0)
         assert status["adaptive_params"]["decay_s"] == 3.0
         assert status["adaptive_params"]["sample_size"] == 4
         assert status["policy_model"]["source"] == f"{MODEL_NAME} v{first} (@champion)"
         second = _champion(state_of(AdaptiveParams(tie_share=0.4)))
-        status = _routes_with(client, second)
+        status = _routes_with(client, second, tie_share=0.4)
         assert status["adaptive_params"]["tie_share"] == 0.4
         assert status["adaptive_params"]["decay_s"] == AdaptiveParams().decay_s
 
@@ -74,7 +84,7 @@ def test_the_api_routes_with_the_champion_from_start_and_follows_the_alias() -> 
 def test_a_corrupt_champion_is_refused_and_the_last_good_knobs_keep_routing() -> None:
     good = _champion(state_of(AdaptiveParams(decay_s=3.0)))
     with _app() as client:
-        _routes_with(client, good)
+        _routes_with(client, good, decay_s=3.0)
         corrupt = _champion(state_of(AdaptiveParams()) | {"sample_size": 1})
         wait_for(lambda: "refused" in (client.get(STATUS).json()["policy_model"]["problem"] or ""))
         status = client.get(STATUS).json()
